@@ -1,0 +1,62 @@
+"""Accumulators: fold the features of the frames processed so far into one video state."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class FeatureAccumulator(nn.Module):
+    """Running mean, running max or a GRU over per-frame features, with a classifier head.
+
+    State is a tuple ``(summary, count)``; ``update`` takes a per-row weight in [0, 1] (1 for a
+    processed frame, 0 for a skipped one; fractional straight-through values in training).
+    """
+
+    def __init__(
+        self, *, kind: str, feature_dim: int, hidden_size: int, num_classes: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.state_dim = hidden_size if kind == "gru" else feature_dim
+        self.gru = nn.GRUCell(feature_dim, hidden_size) if kind == "gru" else None
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.state_dim, num_classes))
+
+    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Empty state: nothing processed yet."""
+        summary = torch.zeros(batch, self.state_dim, device=device)
+        if self.kind == "max":
+            summary = torch.full_like(summary, -1e4)  # finite: 0 * inf would be NaN
+        return summary, torch.zeros(batch, 1, device=device)
+
+    def update(
+        self,
+        state: tuple[torch.Tensor, torch.Tensor],
+        features: torch.Tensor,
+        weight: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold in one frame's features for rows with ``weight`` > 0."""
+        summary, count = state
+        weight = weight.view(-1, 1).to(features.dtype)
+        new_count = count + weight
+        if self.kind == "mean":
+            safe = new_count.clamp_min(1e-6)
+            updated = summary + weight * (features - summary) / safe
+        elif self.kind == "max":
+            updated = torch.maximum(summary, features)
+        else:
+            assert self.gru is not None
+            updated = self.gru(features, summary)
+        summary = weight * updated + (1 - weight) * summary if self.kind != "mean" else updated
+        return summary, new_count
+
+    def readout(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The video representation so far (zeros before any frame)."""
+        summary, count = state
+        if self.kind == "max":
+            return torch.where(count > 0, summary, torch.zeros_like(summary))
+        return summary
+
+    def classify(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Class logits from the accumulated state."""
+        return self.head(self.readout(state))

@@ -1,0 +1,162 @@
+"""2D CNN backbones from torchvision, with resolution-specific BatchNorm.
+
+A registry maps names to factories; each factory returns a feature extractor mapping
+``(N, 3, H, W)`` to pooled ``(N, D)`` features. :class:`SwitchableBatchNorm2d` keeps one set of
+BatchNorm statistics and affine parameters per resolution while all convolutions are shared,
+which is RSEE's single-backbone design.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchvision import models
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: its factory and the size of its pooled features."""
+
+    name: str
+    factory: Callable[[], nn.Module]
+    feature_dim: int
+    pretrained_available: bool
+
+
+class _PooledFeatures(nn.Module):
+    """Convolutional trunk followed by global average pooling and flattening."""
+
+    def __init__(self, trunk: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.trunk(x)), 1)
+
+
+def _mobilenet_v2() -> nn.Module:
+    return _PooledFeatures(models.mobilenet_v2(weights=None).features)
+
+
+def _resnet(builder: Callable[..., models.ResNet]) -> Callable[[], nn.Module]:
+    def factory() -> nn.Module:
+        net = builder(weights=None)
+        trunk = nn.Sequential(
+            net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3,
+            net.layer4,
+        )
+        return _PooledFeatures(trunk)
+
+    return factory
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "mobilenet_v2": BackboneSpec("mobilenet_v2", _mobilenet_v2, 1280, True),
+    "resnet18": BackboneSpec("resnet18", _resnet(models.resnet18), 512, False),
+    "resnet34": BackboneSpec("resnet34", _resnet(models.resnet34), 512, False),
+    "resnet50": BackboneSpec("resnet50", _resnet(models.resnet50), 2048, False),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """Look up a registered backbone, with a clear error for unknown names."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
+
+
+class SwitchableBatchNorm2d(nn.Module):
+    """BatchNorm2d with one independent branch per resolution; ``active`` picks the branch."""
+
+    def __init__(self, branches: list[nn.BatchNorm2d]) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.active = 0
+
+    @classmethod
+    def from_batchnorm(cls, bn: nn.BatchNorm2d, num_branches: int) -> SwitchableBatchNorm2d:
+        """Start every branch as a copy of ``bn`` (e.g. its ImageNet statistics)."""
+        return cls([copy.deepcopy(bn) for _ in range(num_branches)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.branches[self.active](x)
+
+
+def _replace_batchnorms(module: nn.Module, num_branches: int) -> list[SwitchableBatchNorm2d]:
+    switches: list[SwitchableBatchNorm2d] = []
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            switch = SwitchableBatchNorm2d.from_batchnorm(child, num_branches)
+            setattr(module, name, switch)
+            switches.append(switch)
+        else:
+            switches.extend(_replace_batchnorms(child, num_branches))
+    return switches
+
+
+class MultiResolutionBackbone(nn.Module):
+    """One CNN shared by all resolutions, with resolution-specific BatchNorm branches."""
+
+    def __init__(self, name: str, num_resolutions: int) -> None:
+        super().__init__()
+        spec = backbone_spec(name)
+        self.name = name
+        self.feature_dim = spec.feature_dim
+        self.num_resolutions = num_resolutions
+        self.net = spec.factory()
+        self._switches = _replace_batchnorms(self.net, num_resolutions)
+
+    def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
+        """Features ``(N, D)`` of frames already resized to resolution ``resolution_index``."""
+        if not 0 <= resolution_index < self.num_resolutions:
+            raise IndexError(f"resolution index {resolution_index} out of range")
+        for switch in self._switches:
+            switch.active = resolution_index
+        return self.net(x)
+
+    def load_plain_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights of the plain (single-BatchNorm) network into every branch."""
+        own = self.net.state_dict()
+        mapped: dict[str, torch.Tensor] = {}
+        for key in own:
+            parts = key.split(".")
+            if "branches" in parts:
+                at = parts.index("branches")
+                plain_key = ".".join(parts[:at] + parts[at + 2 :])
+            else:
+                plain_key = key
+            if plain_key not in state:
+                raise KeyError(f"pretrained weights lack {plain_key!r}")
+            mapped[key] = state[plain_key]
+        self.net.load_state_dict(mapped)
+
+
+class PerResolutionBackbones(nn.Module):
+    """AR-Net's variant: an independent backbone per resolution, projected to a common size."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        specs = [backbone_spec(name) for name in names]
+        self.names = names
+        self.feature_dim = specs[0].feature_dim
+        self.nets = nn.ModuleList(spec.factory() for spec in specs)
+        self.projections = nn.ModuleList(
+            nn.Identity() if spec.feature_dim == self.feature_dim
+            else nn.Linear(spec.feature_dim, self.feature_dim)
+            for spec in specs
+        )
+
+    def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
+        """Features ``(N, D)`` from the backbone assigned to ``resolution_index``."""
+        return self.projections[resolution_index](self.nets[resolution_index](x))
+
+
+def plain_feature_extractor(name: str) -> nn.Module:
+    """A single-resolution pooled feature extractor (used by the selector)."""
+    return backbone_spec(name).factory()

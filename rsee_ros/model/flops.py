@@ -1,0 +1,88 @@
+"""FLOPs accounting: a lookup table per module and resolution.
+
+Counts come from ``torch.utils.flop_counter.FlopCounterMode`` run once on a single frame; they are
+stored in multiply-accumulates (FLOPs / 2) and reported as "GFLOPs" the way the papers do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_gmacs(fn: Callable[[], Any]) -> float:
+    """Multiply-accumulates (in units of 1e9) that ``fn`` performs, counted by torch."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def module_gmacs(module: nn.Module, *inputs: torch.Tensor) -> float:
+    """GMACs of one forward of ``module`` on ``inputs`` (in eval mode, restored afterwards)."""
+    was_training = module.training
+    module.eval()
+    try:
+        return count_gmacs(lambda: module(*inputs))
+    finally:
+        module.train(was_training)
+
+
+@dataclass
+class FlopsTable:
+    """Per-frame GMACs of each part of an RSEE model.
+
+    ``backbone`` maps resolution to the backbone's cost on one frame at that resolution;
+    ``selector`` is paid on every frame the selector looks at (its CNN at the lowest resolution
+    plus one recurrent step); ``head`` is paid on every processed frame (accumulator update,
+    classifier and exit gate).
+    """
+
+    backbone: dict[int, float]
+    selector: float
+    head: float
+    selector_reuses_backbone: bool = False
+    details: dict[str, float] = field(default_factory=dict)
+
+    def backbone_cost(self, resolution: int, *, reused: bool = False) -> float:
+        """Cost of processing one frame at ``resolution`` (0 when the selector's features are
+        reused for it)."""
+        return 0.0 if reused else self.backbone[int(resolution)]
+
+    def uniform_video(self, resolution: int, frames: int, *, head: bool = True) -> float:
+        """Cost of the Uniform baseline: every one of ``frames`` at ``resolution``."""
+        return frames * (self.backbone[int(resolution)] + (self.head if head else 0.0))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for checkpoints and JSON."""
+        return {
+            "unit": "GMAC per frame",
+            "backbone": {str(r): v for r, v in self.backbone.items()},
+            "selector": self.selector,
+            "head": self.head,
+            "selector_reuses_backbone": self.selector_reuses_backbone,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlopsTable:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            backbone={int(r): float(v) for r, v in data["backbone"].items()},
+            selector=float(data["selector"]),
+            head=float(data["head"]),
+            selector_reuses_backbone=bool(data.get("selector_reuses_backbone", False)),
+            details={k: float(v) for k, v in data.get("details", {}).items()},
+        )
+
+
+def backbone_gmacs(name: str, resolutions: tuple[int, ...]) -> dict[int, float]:
+    """GMACs of a registered backbone on one frame at each resolution (no model needed)."""
+    from rsee_ros.model.backbones import plain_feature_extractor
+
+    net = plain_feature_extractor(name)
+    return {r: module_gmacs(net, torch.zeros(1, 3, r, r)) for r in resolutions}

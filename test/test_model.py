@@ -1,0 +1,236 @@
+"""Tests of the RSEE model core: shapes, both APIs, the exit rule, skips and the FLOPs table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rsee_ros.model import (
+    BACKBONES,
+    InferenceSettings,
+    RSEEConfig,
+    StreamingSession,
+    build_rsee,
+)
+
+SMALL = (64, 48, 40)
+
+
+def diverse_model(**config: object) -> torch.nn.Module:
+    """A random model whose selector and classifier make varied, input-dependent choices."""
+    torch.manual_seed(0)
+    cfg = RSEEConfig(num_classes=5, resolutions=SMALL, selector_hidden=32,
+                     accumulator_hidden=32, **config)
+    model = build_rsee(cfg)
+    calibrate_batchnorm(model, torch.randn(16, 3, 64, 64))
+    with torch.no_grad():
+        model.selector.policy.weight.normal_(0, 2.0)
+        model.selector.policy.bias.zero_()
+        head = model.accumulator.head[-1]
+        head.weight.normal_(0, 3.0)
+    return model
+
+
+def calibrate_batchnorm(model: torch.nn.Module, frames: torch.Tensor) -> None:
+    """Give BatchNorm real statistics (a random network's defaults make features vanish)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.reset_running_stats()
+            module.momentum = None
+    model.train()
+    with torch.no_grad():
+        model.selector_features(frames)
+        for index in range(model.config.num_resolutions):
+            model.frame_features(frames, index)
+    model.eval()
+
+
+def test_selector_features_are_input_dependent_enough() -> None:
+    model = diverse_model()
+    frames = torch.randn(8, 12, 3, 64, 64)
+    out = model.infer_batch(frames, exit_threshold=2.0)
+    used = set(out.resolutions[out.looked_at].tolist())
+    assert len(used) >= 3, f"test model too uniform: {used}"
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_backbone_gives_features_and_predictions(name: str) -> None:
+    cfg = RSEEConfig(num_classes=7, backbone=name, resolutions=SMALL, selector_hidden=16,
+                     accumulator_hidden=16)
+    model = build_rsee(cfg).eval()
+    frames = torch.randn(2, 3, 3, 64, 64)
+    for index, resolution in enumerate(SMALL):
+        feats = model.frame_features(frames[:, 0], index)
+        assert feats.shape == (2, BACKBONES[name].feature_dim)
+        assert resolution in model.flops.backbone
+    out = model.infer_batch(frames, exit_threshold=2.0)
+    assert out.probabilities.shape == (2, 7)
+    assert out.resolutions.shape == (2, 3)
+    assert torch.allclose(out.probabilities.sum(-1), torch.ones(2))
+    train = model.train().forward_train(frames, temperature=1.0)
+    assert train.step_logits.shape == (2, 3, 7)
+    assert train.decisions.shape == (2, 3, cfg.num_actions)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"accumulator": "mean"},
+        {"accumulator": "max", "gate": "learned"},
+        {"selector_shares_backbone": True, "selector_rnn": "gru"},
+        {"backbone_mode": "per_resolution",
+         "per_resolution_backbones": ("resnet18", "mobilenet_v2", "mobilenet_v2")},
+    ],
+    ids=["gru-acc", "mean-acc", "max-acc-learned-gate", "shared-selector", "per-resolution"],
+)
+@pytest.mark.parametrize("threshold", [0.45, 0.8])
+def test_streaming_and_batched_make_the_same_decisions(variant: dict, threshold: float) -> None:
+    model = diverse_model(**variant)
+    frames = torch.randn(4, 10, 3, 64, 64)
+    out = model.infer_batch(frames, exit_threshold=threshold)
+    exits = 0
+    for b in range(frames.shape[0]):
+        session = StreamingSession(model, exit_threshold=threshold)
+        resolutions = []
+        exit_step = frames.shape[1] - 1
+        for t in range(frames.shape[1]):
+            step = session.push(frames[b, t])
+            assert step.frame_index == t
+            resolutions.append(step.resolution)
+            if step.exited:
+                exit_step = t
+        assert resolutions == out.resolutions[b].tolist()
+        assert exit_step == int(out.exit_step[b])
+        assert session.done == bool(out.exited_early[b])
+        assert session.frames_processed == int(out.frames_processed[b])
+        assert session.gmacs == pytest.approx(float(out.gmacs[b]), rel=1e-9)
+        # batched and single-frame convolutions round differently; the test model's saturated
+        # logits amplify that to ~1e-4 in probability, far below any decision margin
+        assert torch.allclose(session.probabilities, out.probabilities[b], atol=1e-3)
+        exits += int(session.done)
+    assert out.resolutions.ne(0).any()
+
+
+def test_threshold_zero_exits_after_the_first_processed_frame() -> None:
+    model = diverse_model()
+    frames = torch.randn(6, 8, 3, 64, 64)
+    no_skip = model.infer_batch(frames, exit_threshold=0.0, skip_enabled=False)
+    assert no_skip.exited_early.all()
+    assert (no_skip.exit_step == 0).all() and (no_skip.frames_processed == 1).all()
+    out = model.infer_batch(frames, exit_threshold=0.0)
+    assert out.resolutions.ne(0).any()
+    for b in range(6):
+        processed_steps = out.resolutions[b].nonzero().squeeze(1)
+        if processed_steps.numel() == 0:  # every looked-at frame was skipped: nothing to exit on
+            assert not out.exited_early[b]
+            continue
+        assert out.frames_processed[b] == 1
+        assert out.exited_early[b]
+        assert out.exit_step[b] == processed_steps[0]
+    session = StreamingSession(model, exit_threshold=0.0, skip_enabled=False)
+    steps = [session.push(frames[0, t]) for t in range(8)]
+    assert [s.exited for s in steps] == [True] + [False] * 7
+    assert all(s.skipped and not s.looked_at for s in steps[1:])
+
+
+@pytest.mark.parametrize("gate", ["confidence", "learned"])
+def test_threshold_above_one_never_exits_early(gate: str) -> None:
+    model = diverse_model()
+    frames = torch.randn(4, 8, 3, 64, 64)
+    out = model.infer_batch(frames, exit_threshold=1.01, gate=gate)
+    assert not out.exited_early.any()
+    assert (out.exit_step == 7).all()
+
+
+@pytest.mark.parametrize("skip_index,skip", [(0, 1), (1, 2), (2, 4)])
+def test_skip_actions_advance_the_frame_index(skip_index: int, skip: int) -> None:
+    model = diverse_model()
+    num_res = model.config.num_resolutions
+    with torch.no_grad():
+        model.selector.policy.weight.zero_()
+        model.selector.policy.bias.fill_(-10.0)
+        model.selector.policy.bias[num_res + skip_index] = 10.0
+    frames = torch.randn(1, 9, 3, 64, 64)
+    session = StreamingSession(model, exit_threshold=2.0)
+    looked = [t for t in range(9) if session.push(frames[0, t]).looked_at]
+    assert looked == list(range(0, 9, skip))
+    out = model.infer_batch(frames, exit_threshold=2.0)
+    assert out.looked_at[0].nonzero().squeeze(1).tolist() == looked
+    assert out.frames_processed[0] == 0
+    assert float(out.gmacs[0]) == pytest.approx(len(looked) * model.flops.selector)
+
+
+def test_skip_disabled_and_allowed_resolutions_are_respected() -> None:
+    model = diverse_model()
+    frames = torch.randn(6, 8, 3, 64, 64)
+    out = model.infer_batch(frames, exit_threshold=2.0, skip_enabled=False,
+                            allowed_resolutions=(48, 40))
+    assert out.looked_at.all()
+    assert set(out.resolutions.unique().tolist()) <= {48, 40}
+    with pytest.raises(ValueError, match="not among"):
+        model.infer_batch(frames, allowed_resolutions=(100,))
+
+
+def test_uniform_policy_costs_exactly_the_uniform_baseline() -> None:
+    model = diverse_model()
+    frames = torch.randn(2, 6, 3, 64, 64)
+    out = model.infer_batch(frames, InferenceSettings(exit_threshold=2.0, policy="uniform"))
+    assert (out.resolutions == 64).all()
+    expected = model.flops.uniform_video(64, 6)
+    assert torch.allclose(out.gmacs, torch.full((2,), expected, dtype=torch.float64))
+    random = model.infer_batch(frames, InferenceSettings(exit_threshold=2.0, policy="random"))
+    assert random.resolutions.shape == (2, 6)
+
+
+def test_learned_gate_uses_previous_representation() -> None:
+    model = diverse_model(gate="learned")
+    frames = torch.randn(3, 6, 3, 64, 64)
+    low = model.infer_batch(frames, exit_threshold=0.0, skip_enabled=False)
+    assert low.exited_early.all()
+    never = model.infer_batch(frames, exit_threshold=1.5, skip_enabled=False)
+    assert not never.exited_early.any()
+    state = model.initial_state(1, InferenceSettings(gate="learned"))
+    previous = model.accumulator.readout(state.accumulator)
+    current = torch.randn_like(previous)
+    assert not torch.allclose(model.exit_gate(current, previous),
+                              model.exit_gate(current, current + 1.0))
+
+
+def test_flops_match_the_papers() -> None:
+    from rsee_ros.model.flops import backbone_gmacs
+
+    resnet = backbone_gmacs("resnet50", (224,))
+    assert 4.08 <= resnet[224] <= 4.12
+    mobilenet = backbone_gmacs("mobilenet_v2", (224, 84))
+    assert round(mobilenet[224], 2) == 0.30
+    assert mobilenet[84] < mobilenet[224] / 5
+
+
+def test_rsee_flops_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from rsee_ros.cli import main
+
+    assert main(["flops", "--backbone", "resnet50", "--resolutions", "224", "168", "112", "84",
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert 4.08 <= report["backbone_per_frame"]["224"] <= 4.12
+    assert list(report["backbone_per_frame"]) == ["224", "168", "112", "84"]
+
+
+def test_forward_train_gradients_reach_the_selector() -> None:
+    model = diverse_model().train()
+    frames = torch.randn(2, 4, 3, 64, 64)
+    out = model.forward_train(frames, temperature=5.0, compute_all_resolutions=True)
+    loss = torch.nn.functional.cross_entropy(out.step_logits[:, -1], torch.tensor([0, 1]))
+    (loss + out.gmacs.mean()).backward()
+    assert model.selector.policy.weight.grad is not None
+    assert model.selector.policy.weight.grad.abs().sum() > 0
+
+
+def test_invalid_configurations_are_refused() -> None:
+    with pytest.raises(ValueError, match="descending"):
+        RSEEConfig(num_classes=3, resolutions=(84, 224))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_rsee(RSEEConfig(num_classes=3, backbone="vgg"))
