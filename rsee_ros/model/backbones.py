@@ -38,6 +38,10 @@ class _PooledFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.trunk(x)), 1)
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's last feature map ``(N, D, h, w)`` before pooling."""
+        return self.trunk(x)
+
 
 def _mobilenet_v2() -> nn.Module:
     return _PooledFeatures(models.mobilenet_v2(weights=None).features)
@@ -114,11 +118,19 @@ class MultiResolutionBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Features ``(N, D)`` of frames already resized to resolution ``resolution_index``."""
+        self._select(resolution_index)
+        return self.net(x)
+
+    def feature_map(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
+        """Unpooled feature map ``(N, D, h, w)`` (for feature-map distillation)."""
+        self._select(resolution_index)
+        return self.net.feature_map(x)
+
+    def _select(self, resolution_index: int) -> None:
         if not 0 <= resolution_index < self.num_resolutions:
             raise IndexError(f"resolution index {resolution_index} out of range")
         for switch in self._switches:
             switch.active = resolution_index
-        return self.net(x)
 
     def load_plain_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Load weights of the plain (single-BatchNorm) network into every branch."""
@@ -155,6 +167,10 @@ class PerResolutionBackbones(nn.Module):
     def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Features ``(N, D)`` from the backbone assigned to ``resolution_index``."""
         return self.projections[resolution_index](self.nets[resolution_index](x))
+
+    def feature_map(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
+        """Unpooled feature map of the backbone assigned to ``resolution_index``."""
+        return self.nets[resolution_index].feature_map(x)
 
 
 def plain_feature_extractor(name: str) -> nn.Module:

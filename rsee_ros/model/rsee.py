@@ -231,6 +231,11 @@ class RSEEModel(nn.Module):
         resolution = self.config.resolutions[resolution_index]
         return self.backbone(resize_frames(frames, resolution), resolution_index)
 
+    def frame_feature_map(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
+        """Unpooled backbone feature map of ``(N, 3, S, S)`` frames at one resolution."""
+        resolution = self.config.resolutions[resolution_index]
+        return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
+
     def selector_features(self, frames: torch.Tensor) -> torch.Tensor:
         """What the selector sees: features of the frames at the lowest resolution."""
         low = resize_frames(frames, self.config.selector_resolution)

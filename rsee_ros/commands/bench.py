@@ -1,0 +1,130 @@
+"""``rsee bench``: RSEE against Uniform, Resolution-only and Exit-only in one run.
+
+    rsee bench --checkpoint model.pt --data data/synthetic --json bench.json
+               [--threshold 0.9] [--max-videos 100] [--warmup 2] [--threads N]
+
+Same weights, same machine, frames fed one at a time as the node does (plus the batched offline
+figures); prints the figures, the ratios against Uniform and PASS/MISS for each target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rsee_ros.evaluation.common import DATA_KINDS, default_threads, jsonable
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``rsee bench``."""
+    parser.add_argument("--checkpoint", required=True, help="the RSEE checkpoint")
+    parser.add_argument("--data", required=True, help="data set root")
+    parser.add_argument("--kind", choices=DATA_KINDS, default=None,
+                        help="data set kind (default: the checkpoint's training data kind, else "
+                        "folder)")
+    parser.add_argument("--split", choices=("test", "train", "all"), default="test")
+    parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
+    parser.add_argument("--threshold", default=None,
+                        help="exit threshold of RSEE and Exit-only (default: the checkpoint's "
+                        "training eval_threshold, else 0.9)")
+    parser.add_argument("--max-videos", type=int, default=None,
+                        help="benchmark this many videos, spread over the split (default all)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed warm-up videos per method (default 2)")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="timed passes over the videos (default 1)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch of the batched figures")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--backend", choices=("pipeline", "session"), default=None,
+                        help="streaming path: the node's RecognitionPipeline (default when "
+                        "available) or a bare StreamingSession")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="data set reader option (e.g. split=2)")
+    parser.add_argument("--cache-dir", default=None, help="frame cache folder")
+    parser.add_argument("--json", required=True, metavar="OUT", help="write the report here")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _f(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, int | float) else "-"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The figures, ratios and targets as text."""
+    lines = []
+    head = (f"{'method':<16} {'mode':<9} {'top1':>6} {'GFLOPs':>8} {'frames':>6} "
+            f"{'videos/s':>9} {'frames/s':>9} {'ms/video':>9}")
+    lines += [head, "-" * len(head)]
+    for mode in ("streaming", "batched"):
+        for name, e in report[mode].items():
+            lines.append(
+                f"{name:<16} {mode:<9} {_f(e['top1'], '.2f'):>6} "
+                f"{_f(e['gflops_per_video'], '.3f'):>8} "
+                f"{_f(e.get('frames_processed'), '.2f'):>6} {_f(e['videos_per_s'], '.2f'):>9} "
+                f"{_f(e['frames_per_s'], '.1f'):>9} {_f(e.get('latency_ms_mean'), '.1f'):>9}"
+            )
+    for name, r in report["ratios"].items():
+        lines.append(
+            f"{name} vs uniform: GFLOPs reduction "
+            f"{_f(100 * r['gflops_reduction_vs_uniform'], '.1f')}%, "
+            f"throughput x{_f(r['throughput_ratio_vs_uniform'], '.2f')} "
+            f"(batched x{_f(r['batched_throughput_ratio_vs_uniform'], '.2f')}), "
+            f"top-1 {_f(r['accuracy_delta_points'], '+.2f')} points"
+        )
+    for t in report["targets"]:
+        value = t["value"]
+        shown = (", ".join(f"{k} {_f(v, '.3f')}" for k, v in value.items())
+                 if isinstance(value, dict) else _f(value, ".3f"))
+        lines.append(f"{'PASS' if t['passed'] else 'MISS'}  {t['name']}: {shown} "
+                     f"(target {t['target']})")
+    agreement = ", ".join(f"{k} {_f(100 * v, '.0f')}%" for k, v in report["agreement"].items())
+    lines.append(f"streaming = batched (prediction and GFLOPs) for: {agreement} of videos")
+    m = report["machine"]
+    lines.append(
+        f"{report['num_videos']} videos, T={report['frames']}, threshold {report['threshold']}, "
+        f"streaming via {report['backend']}; {m['device']}, {m['threads']} threads, {m['cpu']}"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark, print, write the JSON."""
+    import torch
+    from tqdm import tqdm
+
+    from rsee_ros.commands.eval import parse_options
+    from rsee_ros.evaluation.bench import bench
+    from rsee_ros.model import CheckpointError
+
+    torch.set_num_threads(args.threads or default_threads())
+    try:
+        options = parse_options(args.option)
+    except ValueError as error:
+        print(f"rsee bench: {error}", file=sys.stderr)
+        return 2
+
+    def wrap(chunks):
+        return tqdm(chunks, desc="bench chunks", unit="chunk", disable=args.no_progress)
+
+    try:
+        report = bench(
+            args.checkpoint, args.data, kind=args.kind, split=args.split, frames=args.frames,
+            threshold=args.threshold, max_videos=args.max_videos, warmup=args.warmup,
+            passes=args.passes, batch_size=args.batch_size, device=args.device,
+            backend=args.backend, options=options, cache_dir=args.cache_dir, wrap=wrap,
+            progress=not args.no_progress,
+        )
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"rsee bench: {error}", file=sys.stderr)
+        return 2
+    report = jsonable(report)
+    print(format_report(report))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    print(f"wrote {args.json}")
+    return 0

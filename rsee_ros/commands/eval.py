@@ -1,0 +1,173 @@
+"""``rsee eval``: accuracy, GFLOPs and speed of a checkpoint and its baselines on a data set.
+
+    rsee eval --checkpoint model.pt --data data/synthetic [--split test] [--kind synthetic]
+              [--thresholds 0.5 0.7 0.9] [--baselines uniform.pt ...] [--baseline NAME=CKPT]
+              --json out.json --plot out.png
+
+Prints a compact table and writes the JSON report and the accuracy-versus-GFLOPs plot (see
+``docs/benchmarks.md`` for the fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rsee_ros.evaluation.common import (
+    BASELINE_MODES,
+    DATA_KINDS,
+    DEFAULT_THRESHOLDS,
+    BaselineCheckpoint,
+    default_threads,
+    jsonable,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``rsee eval``."""
+    parser.add_argument("--checkpoint", required=True, help="the RSEE checkpoint to evaluate")
+    parser.add_argument("--data", required=True, help="data set root")
+    parser.add_argument("--kind", choices=DATA_KINDS, default=None,
+                        help="data set kind (default: the checkpoint's training data kind, else "
+                        "folder)")
+    parser.add_argument("--split", choices=("test", "train", "all"), default="test")
+    parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
+    parser.add_argument("--thresholds", nargs="+", default=[str(t) for t in DEFAULT_THRESHOLDS],
+                        metavar="X", help="exit thresholds of the sweeps ('inf': never exit; "
+                        f"default {' '.join(map(str, DEFAULT_THRESHOLDS))})")
+    parser.add_argument("--baselines", nargs="+", default=[], metavar="CKPT",
+                        help="separately trained baseline checkpoints (labelled by file stem)")
+    parser.add_argument("--baseline", action="append", default=[], metavar="NAME=CKPT[:MODE]",
+                        help="a labelled baseline checkpoint; MODE is one of "
+                        f"{', '.join(BASELINE_MODES)} (default: uniform for a warm-up "
+                        "checkpoint, else learned)")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="NAME",
+                        help="in-model baselines to leave out (e.g. random)")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="data set reader option (e.g. split=2, annotations=PATH)")
+    parser.add_argument("--cache-dir", default=None, help="decode the videos once into this "
+                        "frame cache")
+    parser.add_argument("--max-videos", type=int, default=None,
+                        help="evaluate this many videos, spread over the split")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="data loader processes")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="write the accuracy-versus-GFLOPs plot here")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def parse_baselines(paths: list[str], labelled: list[str]) -> list[BaselineCheckpoint]:
+    """``--baselines`` paths (named by file stem) and ``--baseline NAME=CKPT[:MODE]``."""
+    out = [BaselineCheckpoint(Path(p).stem, p) for p in paths]
+    for text in labelled:
+        if "=" not in text:
+            raise ValueError(f"--baseline {text!r} is not NAME=CKPT")
+        name, path = text.split("=", 1)
+        mode = None
+        head, _, tail = path.rpartition(":")
+        if head and tail in BASELINE_MODES:
+            path, mode = head, tail
+        out.append(BaselineCheckpoint(name.strip(), path, mode))
+    names = [b.name for b in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"baseline names must be unique: {names}")
+    return out
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs, values parsed as YAML."""
+    options = {}
+    for text in items:
+        if "=" not in text:
+            raise ValueError(f"--option {text!r} is not KEY=VALUE")
+        key, raw = text.split("=", 1)
+        options[key.strip()] = yaml.safe_load(raw)
+    return options
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if not isinstance(value, int | float) else format(value, spec)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The compact text table of a report (one row per method and threshold)."""
+    rows = [("rsee", e) for e in report["rsee"]]
+    for name, entries in report["baselines"].items():
+        rows += [(name, e) for e in (entries if isinstance(entries, list) else [entries])]
+    head = (f"{'method':<22} {'thr':>5} {'top1':>6} {'mAP':>6} {'GFLOPs':>8} {'frames':>6} "
+            f"{'exit%':>6} {'videos/s':>9} {'frames/s':>9}")
+    lines = [head, "-" * len(head)]
+    for name, e in rows:
+        thr = e["threshold"]
+        lines.append(
+            f"{name:<22} {thr if isinstance(thr, str) else format(thr, '.2f'):>5} "
+            f"{_fmt(e['top1'], '.2f'):>6} {_fmt(e['map'], '.2f'):>6} "
+            f"{_fmt(e['gflops_per_video'], '.3f'):>8} {_fmt(e['frames_processed'], '.2f'):>6} "
+            f"{_fmt(100 * e['exited_early_fraction'], '.0f'):>6} "
+            f"{_fmt(e['videos_per_s'], '.2f'):>9} {_fmt(e['frames_per_s'], '.1f'):>9}"
+        )
+    machine = report["machine"]
+    lines.append(f"{report['num_videos']} videos, T={report['frames']}, {report['split']} split; "
+                 f"{machine['device']}, {machine['threads']} threads, {machine['cpu']}")
+    checks = report.get("data_set_checks") or {}
+    if checks:
+        lines.append(
+            "data set check (Uniform first frame / lowest resolution lose >= 10 points): "
+            f"{_fmt(checks['uniform_first_frame_gap_points'], '.1f')} / "
+            f"{_fmt(checks['uniform_lowest_gap_points'], '.1f')} points -> "
+            f"{'PASS' if checks['passed'] else 'MISS'}"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the table, write the JSON and the plot."""
+    import torch
+    from tqdm import tqdm
+
+    from rsee_ros.evaluation.evaluate import evaluate
+    from rsee_ros.evaluation.plot import plot_accuracy_vs_gflops
+    from rsee_ros.model import CheckpointError
+
+    torch.set_num_threads(args.threads or default_threads())
+    try:
+        baselines = parse_baselines(args.baselines, args.baseline)
+        options = parse_options(args.option)
+    except ValueError as error:
+        print(f"rsee eval: {error}", file=sys.stderr)
+        return 2
+
+    def wrap(batches):
+        return tqdm(batches, desc="eval batches", unit="batch", disable=args.no_progress)
+
+    try:
+        report = evaluate(
+            args.checkpoint, args.data, kind=args.kind, split=args.split, frames=args.frames,
+            thresholds=args.thresholds, baselines=baselines, exclude=args.exclude,
+            device=args.device, batch_size=args.batch_size, workers=args.workers,
+            max_videos=args.max_videos, seed=args.seed, options=options,
+            cache_dir=args.cache_dir, wrap=wrap, progress=not args.no_progress,
+        )
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"rsee eval: {error}", file=sys.stderr)
+        return 2
+    report = jsonable(report)
+    print(format_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_accuracy_vs_gflops(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

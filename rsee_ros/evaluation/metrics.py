@@ -1,0 +1,115 @@
+"""Video-level metrics: top-1 accuracy, mAP, resolution/skip and exit-step histograms.
+
+Pure numpy (sklearn is not a dependency). Accuracies are in percent ("points").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SKIP = "skip"
+NO_EXIT = "none"
+
+
+def _numpy(x: object) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(x)
+
+
+def top1_accuracy(scores: object, labels: object) -> float:
+    """Percent of videos whose highest score is their label; ``scores`` is ``(N, C)``."""
+    scores, labels = _numpy(scores), _numpy(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float(100.0 * np.mean(scores.argmax(axis=1) == labels))
+
+
+def average_precision(scores: object, positives: object) -> float:
+    """Average precision of one class: ``sum_n (R_n - R_{n-1}) P_n`` over the distinct score
+    thresholds, highest first (tied scores form one threshold).
+
+    Implemented with numpy because scikit-learn is not installed; it follows the definition of
+    ``sklearn.metrics.average_precision_score`` (no interpolation). NaN without positives.
+    """
+    scores = _numpy(scores).astype(np.float64).ravel()
+    positives = _numpy(positives).astype(bool).ravel()
+    total = int(positives.sum())
+    if total == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    scores, positives = scores[order], positives[order]
+    # last index of each group of tied scores: a threshold admits the whole group at once
+    ends = np.r_[np.nonzero(np.diff(scores))[0], len(scores) - 1]
+    true_pos = np.cumsum(positives)[ends]
+    predicted = ends + 1
+    precision = true_pos / predicted
+    recall = true_pos / total
+    recall_steps = np.diff(np.r_[0.0, recall])
+    return float(np.sum(recall_steps * precision))
+
+
+def mean_average_precision(scores: object, labels: object, num_classes: int | None = None) -> float:
+    """Mean over classes of the average precision of the video-level scores, in percent.
+
+    Classes without a positive video in ``labels`` are left out of the mean (their AP is
+    undefined); NaN when no class has one.
+    """
+    scores, labels = _numpy(scores), _numpy(labels)
+    num_classes = scores.shape[1] if num_classes is None else num_classes
+    values = [average_precision(scores[:, c], labels == c) for c in range(num_classes)]
+    values = [v for v in values if not np.isnan(v)]
+    return float(100.0 * np.mean(values)) if values else float("nan")
+
+
+def resolution_histogram(
+    resolutions: object, looked_at: object, model_resolutions: Sequence[int]
+) -> dict[str, int]:
+    """Frames processed at each resolution, and looked-at frames skipped (``"skip"``).
+
+    ``resolutions`` is ``(N, T)`` (0: not processed), ``looked_at`` ``(N, T)`` bool. A looked-at
+    frame with resolution 0 is one the selector skipped; frames inside a skip or after the exit
+    are not looked at and are not counted here.
+    """
+    res, looked = _numpy(resolutions), _numpy(looked_at).astype(bool)
+    hist = {str(int(r)): int(np.sum(res == r)) for r in model_resolutions}
+    hist[SKIP] = int(np.sum(looked & (res == 0)))
+    return hist
+
+
+def frame_accounting(resolutions: object, looked_at: object, exit_step: object,
+                     exited_early: object) -> dict[str, int]:
+    """Every (video, frame) slot by what happened to it: ``processed``, ``skipped`` (the selector
+    chose a skip), ``inside_skip`` (covered by an earlier skip decision) or ``after_exit``."""
+    res, looked = _numpy(resolutions), _numpy(looked_at).astype(bool)
+    exit_step, exited = _numpy(exit_step), _numpy(exited_early).astype(bool)
+    steps = np.arange(res.shape[1])[None, :]
+    after = exited[:, None] & (steps > exit_step[:, None])
+    return {
+        "processed": int(np.sum(res > 0)),
+        "skipped": int(np.sum(looked & (res == 0))),
+        "inside_skip": int(np.sum(~looked & ~after)),
+        "after_exit": int(np.sum(after)),
+    }
+
+
+def exit_step_histogram(exit_step: object, exited_early: object, frames: int) -> dict[str, int]:
+    """Videos by the (0-based) step at which the gate exited; ``"none"``: never exited."""
+    steps, exited = _numpy(exit_step), _numpy(exited_early).astype(bool)
+    hist = {str(t): int(np.sum(exited & (steps == t))) for t in range(frames)}
+    hist[NO_EXIT] = int(np.sum(~exited))
+    return hist
+
+
+__all__ = [
+    "NO_EXIT",
+    "SKIP",
+    "average_precision",
+    "exit_step_histogram",
+    "frame_accounting",
+    "mean_average_precision",
+    "resolution_histogram",
+    "top1_accuracy",
+]

@@ -1,0 +1,78 @@
+"""Loss terms of the three RSEE stages, exit-gate training and cross-resolution distillation."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def accuracy_loss(
+    step_logits: torch.Tensor, labels: torch.Tensor, seen: torch.Tensor, step_weight: float
+) -> torch.Tensor:
+    """Cross-entropy of the final prediction plus ``step_weight`` times the mean cross-entropy
+    of the predictions after each step that follows at least one processed frame (so that early
+    exits find a usable prediction). ``seen`` is ``(B, T)`` bool."""
+    final = F.cross_entropy(step_logits[:, -1], labels)
+    if step_weight <= 0:
+        return final
+    batch, steps, classes = step_logits.shape
+    per_step = F.cross_entropy(
+        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
+    ).view(batch, steps)
+    weights = seen.float()
+    per_step = (per_step * weights).sum() / weights.sum().clamp_min(1.0)
+    return (1 - step_weight) * final + step_weight * per_step
+
+
+def efficiency_loss(gmacs: torch.Tensor, uniform_gmacs: float) -> torch.Tensor:
+    """AR-Net's FLOPs term, as a fraction of what Uniform spends on the same video."""
+    return (gmacs / uniform_gmacs).mean()
+
+
+def usage_balance_loss(decisions: torch.Tensor, looked_at: torch.Tensor) -> torch.Tensor:
+    """AR-Net's balance regulariser: squared distance of each action's frequency over the batch
+    from the uniform frequency. ``decisions`` ``(B, T, A)`` one-hot (straight-through)."""
+    mask = looked_at.unsqueeze(-1).float()
+    usage = (decisions * mask).sum((0, 1)) / mask.sum().clamp_min(1.0)
+    return ((usage - 1.0 / decisions.shape[-1]) ** 2).sum()
+
+
+def exit_pseudo_labels(
+    step_logits: torch.Tensor, labels: torch.Tensor, base_loss: float, cost_per_step: float
+) -> torch.Tensor:
+    """FrameExit-style targets: exiting at step t is right when the prediction there is correct
+    and its loss is below a bound that grows with t (later exits tolerate more doubt)."""
+    batch, steps, classes = step_logits.shape
+    loss = F.cross_entropy(
+        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
+    ).view(batch, steps)
+    correct = step_logits.argmax(-1) == labels.unsqueeze(1)
+    bound = base_loss + cost_per_step * torch.arange(steps, device=step_logits.device)
+    return (correct & (loss <= bound)).float()
+
+
+def exit_gate_loss(
+    exit_logits: torch.Tensor, targets: torch.Tensor, processed: torch.Tensor
+) -> torch.Tensor:
+    """Balanced binary cross-entropy of the gate on steps that processed a frame."""
+    mask = processed > 0
+    if not mask.any():
+        return exit_logits.sum() * 0
+    logits, target = exit_logits[mask], targets[mask]
+    positives = target.mean().clamp(0.05, 0.95)
+    weight = torch.where(target > 0, 0.5 / positives, 0.5 / (1 - positives))
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+def feature_map_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """ResKD's pixel-level term: MSE between the student's low-resolution feature map, resized
+    to the teacher's spatial size, and the teacher's high-resolution map."""
+    if student.shape[-2:] != teacher.shape[-2:]:
+        student = F.interpolate(student, size=teacher.shape[-2:], mode="bilinear",
+                                align_corners=False)
+    return F.mse_loss(student, teacher.detach())
+
+
+def gumbel_temperature(tau0: float, decay: float, epoch: int) -> float:
+    """AR-Net's annealing: ``tau0 * exp(-decay * epoch)``."""
+    return tau0 * float(torch.exp(torch.tensor(-decay * epoch)))

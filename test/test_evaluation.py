@@ -1,0 +1,215 @@
+"""``rsee eval`` / ``rsee bench`` end to end on a tiny random model and a tiny synthetic set, and
+the metrics on hand-made cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rsee_ros.cli import main
+from rsee_ros.commands.eval import parse_baselines
+from rsee_ros.data import make_synthetic_dataset
+from rsee_ros.evaluation.bench import StreamRunner, bench_methods
+from rsee_ros.evaluation.common import jsonable, parse_threshold
+from rsee_ros.evaluation.evaluate import spread_indices
+from rsee_ros.evaluation.metrics import (
+    average_precision,
+    exit_step_histogram,
+    frame_accounting,
+    mean_average_precision,
+    resolution_histogram,
+    top1_accuracy,
+)
+from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
+
+FRAMES = 8
+RESOLUTIONS = (64, 48, 40)
+CONFIG = RSEEConfig(num_classes=10, resolutions=RESOLUTIONS, selector_hidden=16,
+                    accumulator_hidden=16, gate_hidden=8)
+PER_ENTRY = {
+    "method", "policy", "threshold", "num_videos", "top1", "map", "gflops_per_video",
+    "frames_processed", "resolution_histogram", "exit_step_histogram", "frames_per_s",
+    "videos_per_s", "seconds", "frame_accounting", "exited_early_fraction",
+}
+BASELINES = {"uniform", "uniform_48", "uniform_40", "uniform_first_frame", "random",
+             "resolution_only", "exit_only", "warm"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    torch.set_num_threads(1)  # tiny model on a shared CPU: more threads only add contention
+    root = tmp_path_factory.mktemp("evaluation")
+    info = make_synthetic_dataset(root / "synthetic", 0, num_classes=10, videos_per_class=2,
+                                  frames_per_video=FRAMES, size=64, progress=False)
+    torch.manual_seed(0)
+    model = build_rsee(CONFIG).eval()
+    train_config = {"data": {"kind": "synthetic", "options": {}},
+                    "train": {"eval_threshold": 0.5}}
+    ckpt = save_checkpoint(root / "rsee.pt", model, info.classes,
+                           {"stage": "gate", "train_config": train_config})
+    warm = save_checkpoint(root / "warm.pt", model, info.classes, {"stage": "warmup"})
+    return {"root": root, "data": root / "synthetic", "ckpt": ckpt, "warm": warm}
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+
+def test_average_precision_hand_made() -> None:
+    # ranks 1 and 3 are positive: AP = 0.5 * 1 + 0.5 * 2/3
+    assert average_precision([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(5 / 6)
+    assert average_precision([0.1, 0.2, 0.3], [0, 0, 1]) == pytest.approx(1.0)
+    # tied scores form one threshold: precision 1/2 at recall 1
+    assert average_precision([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
+    assert math.isnan(average_precision([0.3, 0.2], [0, 0]))
+
+
+def test_map_and_top1() -> None:
+    scores = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.2, 0.8, 0.0], [0.7, 0.3, 0.0]])
+    labels = np.array([0, 1, 1, 0])
+    assert top1_accuracy(scores, labels) == pytest.approx(75.0)
+    # class 0: scores .9 .6 .2 .7 -> positives ranked 1, 2 -> AP 1; class 1: .1 .4 .8 .3 ->
+    # positives ranked 1, 2 -> AP 1; class 2 has no positive and is left out
+    assert mean_average_precision(scores, labels) == pytest.approx(100.0)
+    labels = np.array([0, 1, 0, 1])
+    ap0 = 0.5 * 1 + 0.5 * 2 / 4  # class 0 ranks .9(+) .7 .6 .2(+)
+    ap1 = 0.5 * 1 / 2 + 0.5 * 2 / 3  # class 1 ranks .8 .4(+) .3(+) .1
+    assert mean_average_precision(scores, labels) == pytest.approx(100 * (ap0 + ap1) / 2)
+
+
+def test_histograms() -> None:
+    resolutions = np.array([[64, 0, 40, 0], [48, 0, 0, 0]])
+    looked = np.array([[True, True, True, False], [True, False, False, False]])
+    exit_step = np.array([3, 0])
+    exited = np.array([False, True])
+    assert resolution_histogram(resolutions, looked, RESOLUTIONS) == {
+        "64": 1, "48": 1, "40": 1, "skip": 1}
+    assert frame_accounting(resolutions, looked, exit_step, exited) == {
+        "processed": 3, "skipped": 1, "inside_skip": 1, "after_exit": 3}
+    assert exit_step_histogram(exit_step, exited, 4) == {
+        "0": 1, "1": 0, "2": 0, "3": 0, "none": 1}
+
+
+def test_helpers() -> None:
+    assert parse_threshold("inf") == math.inf and parse_threshold("0.7") == 0.7
+    with pytest.raises(ValueError):
+        parse_threshold("-1")
+    assert jsonable({"a": math.nan, "b": (math.inf, np.float32(1.5))}) == {
+        "a": None, "b": ["inf", 1.5]}
+    assert spread_indices(10, 3) == [0, 4, 9] and spread_indices(3, None) == [0, 1, 2]
+    bases = parse_baselines(["x/u.pt"], ["fe=a/b.pt:exit", "ar=c.pt"])
+    assert [(b.name, b.path, b.mode) for b in bases] == [
+        ("u", "x/u.pt", None), ("fe", "a/b.pt", "exit"), ("ar", "c.pt", None)]
+
+
+# ------------------------------------------------------------------------------- rsee eval
+
+
+def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out, png = setup["root"] / "eval.json", setup["root"] / "eval.png"
+    status = main([
+        "eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+        "--frames", str(FRAMES), "--thresholds", "0.2", "inf", "--baseline",
+        f"warm={setup['warm']}", "--max-videos", "5", "--batch-size", "5", "--threads", "1",
+        "--json", str(out), "--plot", str(png), "--no-progress",
+    ])
+    assert status == 0
+    assert "uniform_first_frame" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    for key in ("checkpoint", "data", "split", "frames", "num_videos", "classes", "machine",
+                "rsee", "baselines"):
+        assert key in report
+    assert report["kind"] == "synthetic"  # from the checkpoint's training config
+    assert report["num_videos"] == 5 and report["frames"] == FRAMES
+    assert {"cpu", "threads", "torch", "device"} <= set(report["machine"])
+    assert [e["threshold"] for e in report["rsee"]] == [0.2, "inf"]
+    assert set(report["baselines"]) == BASELINES
+    entries = list(report["rsee"])
+    for value in report["baselines"].values():
+        entries += value if isinstance(value, list) else [value]
+    for entry in entries:
+        assert PER_ENTRY <= set(entry), PER_ENTRY - set(entry)
+        assert entry["num_videos"] == 5 and entry["videos_per_s"] > 0
+        assert sum(entry["exit_step_histogram"].values()) == 5
+    base = report["baselines"]
+    uniform = base["uniform"]
+    assert uniform["frames_processed"] == FRAMES
+    assert uniform["resolution_histogram"] == {"64": 5 * FRAMES, "48": 0, "40": 0, "skip": 0}
+    assert uniform["gflops_per_video"] == pytest.approx(
+        report["uniform_gflops_per_video"]["64"])
+    assert base["uniform_40"]["resolution_histogram"]["40"] == 5 * FRAMES
+    first = base["uniform_first_frame"]
+    assert first["frames_processed"] == 1
+    assert first["gflops_per_video"] == pytest.approx(uniform["gflops_per_video"] / FRAMES)
+    assert base["resolution_only"]["exited_early_fraction"] == 0
+    assert isinstance(base["exit_only"], list) and isinstance(base["random"], list)
+    assert base["warm"]["policy"] == "uniform"  # warm-up checkpoint -> Uniform by default
+    assert report["baseline_checkpoints"]["warm"]["mode"] == "uniform"
+    assert "passed" in report["data_set_checks"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_eval_rejects_bad_baseline(setup: dict[str, Path], capsys: pytest.CaptureFixture
+                                   ) -> None:
+    status = main(["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+                   "--baseline", f"uniform={setup['warm']}", "--no-progress"])
+    assert status == 2
+    assert "already used" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ rsee bench
+
+
+def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out = setup["root"] / "bench.json"
+    status = main([
+        "bench", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+        "--frames", str(FRAMES), "--max-videos", "2", "--warmup", "1", "--batch-size", "2",
+        "--threads", "1", "--json", str(out), "--no-progress",
+    ])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "PASS" in text or "MISS" in text
+    report = json.loads(out.read_text())
+    assert report["threshold"] == 0.5  # the checkpoint's training eval_threshold
+    assert report["backend"] in ("pipeline", "session")
+    methods = {"rsee", "uniform", "resolution_only", "exit_only"}
+    assert set(report["streaming"]) == methods == set(report["batched"])
+    for mode in ("streaming", "batched"):
+        for entry in report[mode].values():
+            assert entry["num_videos"] == 2 and entry["videos_per_s"] > 0
+            assert entry["frames_per_s"] > 0 and entry["gflops_per_video"] > 0
+    assert report["streaming"]["uniform"]["frames_pushed"] == FRAMES
+    assert report["streaming"]["uniform"]["gflops_per_video"] == pytest.approx(
+        report["uniform_gflops_per_video"])
+    for name in ("rsee", "resolution_only", "exit_only"):
+        ratios = report["ratios"][name]
+        for key in ("gflops_reduction_vs_uniform", "throughput_ratio_vs_uniform",
+                    "accuracy_delta_points", "batched_throughput_ratio_vs_uniform"):
+            assert isinstance(ratios[key], float), key
+    names = {t["name"] for t in report["targets"]}
+    assert names == {"gflops_reduction_vs_uniform", "accuracy_drop_vs_uniform_points",
+                     "throughput_ratio_vs_uniform", "ahead_of_resolution_only",
+                     "ahead_of_exit_only"}
+    assert all(isinstance(t["passed"], bool) for t in report["targets"])
+    for value in report["agreement"].values():
+        assert 0.0 <= value <= 1.0
+
+
+def test_streaming_backends_agree(setup: dict[str, Path]) -> None:
+    """The node's pipeline and a bare StreamingSession give the same decisions and cost."""
+    pytest.importorskip("rsee_ros.pipeline.runner")
+    from rsee_ros.model import load_checkpoint
+
+    ckpt = load_checkpoint(setup["ckpt"])
+    clip = np.random.default_rng(0).integers(0, 256, (FRAMES, 60, 80, 3), dtype=np.uint8)
+    for method in bench_methods(ckpt.model, 0.12):
+        pipe = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "pipeline")
+        bare = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "session")
+        a, b = pipe.run(clip), bare.run(clip)
+        assert a.resolutions == b.resolutions and a.frames_pushed == b.frames_pushed
+        assert a.gflops == pytest.approx(b.gflops) and a.prediction == b.prediction

@@ -1,0 +1,107 @@
+"""Training: the stages run, lower the loss, resume, and distillation works (tiny and fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rsee_ros.data import make_synthetic_dataset
+from rsee_ros.model import load_checkpoint
+from rsee_ros.training import STAGES, Trainer, load_train_config
+
+TINY_MODEL = [
+    "model.resolutions=[64, 48, 40]", "model.selector_hidden=16", "model.accumulator_hidden=16",
+    "model.selector_shares_backbone=true", "pretrained=false",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, seed=3, num_classes=10, videos_per_class=2, frames_per_video=6,
+                           size=72, progress=False)
+    return root
+
+
+def tiny_config(tmp_path: Path, data: Path, *extra: str):
+    overrides = [
+        f"out_dir={tmp_path / 'run'}", f"data.root={data}", "data.frames=4",
+        f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=4", "train.eval_batch_size=8",
+        *TINY_MODEL,
+        "stages.warmup.epochs=1", "stages.joint.epochs=1", "stages.finetune.epochs=1",
+        "stages.gate.epochs=1", *extra,
+    ]
+    return load_train_config(Path("config/train_synthetic.yaml"), overrides)
+
+
+def read_log(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+
+
+def test_all_stages_run_and_write_checkpoints(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data)
+    lines: list[str] = []
+    final = Trainer(config, progress=False, echo=lines.append).run()
+    assert final == tmp_path / "run" / "gate" / "model.pt"
+    for stage in STAGES:
+        assert (tmp_path / "run" / stage / "model.pt").is_file()
+        record = read_log(tmp_path / "run" / stage)[0]
+        assert record["stage"] == stage and "train_acc" in record
+        assert "gflops_per_video" in record
+    joint = read_log(tmp_path / "run" / "joint")[0]
+    assert {"ce", "flops", "balance", "tau", "usage"} <= set(joint)
+    checkpoint = load_checkpoint(final)
+    assert len(checkpoint.class_names) == 10
+    assert checkpoint.metadata["stage"] == "gate"
+    assert "top1" in checkpoint.metadata["test"]
+    assert any(line.startswith("[joint] epoch 1/1") for line in lines)
+
+
+def test_a_tiny_training_run_lowers_the_loss(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data, "stages.warmup.epochs=15", "stages.warmup.lr=0.1",
+                         "train.step_loss_weight=0")
+    Trainer(config, progress=False, echo=lambda _: None).run(["warmup"])
+    losses = [r["loss"] for r in read_log(tmp_path / "run" / "warmup")]
+    assert len(losses) == 15
+    assert losses[-1] < losses[0] * 0.9, losses
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_resumes_after_an_interruption(
+    tmp_path: Path, tiny_data: Path, stage: str
+) -> None:
+    config = tiny_config(tmp_path, tiny_data)
+    trainer = Trainer(config, progress=False, echo=lambda _: None)
+    index = STAGES.index(stage)
+    if index:
+        trainer.run(list(STAGES[:index]))
+    trainer.run_stage(stage)
+    (tmp_path / "run" / stage / "model.pt").unlink()  # as if stopped before finishing
+    longer = tiny_config(tmp_path, tiny_data, f"stages.{stage}.epochs=2")
+    lines: list[str] = []
+    Trainer(longer, progress=False, echo=lines.append).run_stage(stage)
+    assert any("resuming after epoch 1" in line for line in lines)
+    assert [r["epoch"] for r in read_log(tmp_path / "run" / stage)] == [1, 2]
+    again: list[str] = []
+    Trainer(longer, progress=False, echo=again.append).run_stage(stage)
+    assert any("already complete" in line for line in again)
+
+
+def test_a_stage_alone_needs_the_previous_stage(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data)
+    with pytest.raises(FileNotFoundError, match="run that stage first"):
+        Trainer(config, progress=False).run(["joint"])
+
+
+def test_distillation_runs(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data, "distill.enabled=true")
+    Trainer(config, progress=False, echo=lambda _: None).run(["warmup"])
+    record = read_log(tmp_path / "run" / "warmup")[0]
+    assert record["distill"] > 0
+
+
+def test_unknown_override_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown configuration key"):
+        load_train_config(Path("config/train_synthetic.yaml"), ["train.nope=1"])
