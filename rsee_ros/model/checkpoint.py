@@ -81,6 +81,11 @@ def save_checkpoint(
     return path
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(path, "file not found")
@@ -91,11 +96,15 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if path.read_bytes()[:2] != b"PK":  # not a torch zip archive at all
+            raise CheckpointError(
+                path, "truncated or corrupt: not a torch zip archive (raw pickles are refused)"
+            ) from error
         raise CheckpointError(
-            path, f"refused: it holds pickled objects other than plain data ({error})"
+            path, f"refused: it holds pickled objects other than plain data ({_first_line(error)})"
         ) from error
     except Exception as error:  # torch raises many types (KeyError, EOFError, ...) on junk
-        raise CheckpointError(path, f"truncated or corrupt ({error})") from error
+        raise CheckpointError(path, f"truncated or corrupt ({_first_line(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(path, "not an rsee_ros checkpoint (no rsee_ros format marker)")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "out_dir": "runs/rsee",
     "seed": 0,
     "device": "auto",
+    "threads": None,
     "pretrained": True,
     "model": {},
     "data": {

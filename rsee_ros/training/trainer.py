@@ -123,6 +123,8 @@ class Trainer:
         if self.distributed and not dist.is_initialized():
             backend = "nccl" if torch.cuda.is_available() else "gloo"
             dist.init_process_group(backend)
+        if config["threads"]:
+            torch.set_num_threads(int(config["threads"]))
         device = resolve_device(config["device"])
         if device.type == "cuda" and self.distributed:
             local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -1,0 +1,582 @@
+"""Streaming recognition of frame streams: windowing + RSEE inference, frame by frame.
+
+:class:`RecognitionPipeline` is the one implementation used by the ROS node, ``rsee eval-bag``,
+the demo and the benchmarks (pure Python + torch; never imports rclpy).
+
+Per pushed frame (:meth:`RecognitionPipeline.push`):
+
+1. Pending setting changes (:meth:`RecognitionPipeline.update`) are applied.
+2. The frame goes through :class:`~rsee_ros.pipeline.windowing.MultiSourceWindowing` (per source:
+   gap / backwards-stamp video splitting, ``frame_step`` subsampling, ``window_size`` /
+   ``stride`` windows). Frames of different sources never mix.
+3. Each window has its own :class:`~rsee_ros.model.StreamingSession` (sliding windows overlap, so
+   one frame may feed several sessions). The frame is preprocessed once (``frame_to_tensor`` at
+   the model's highest resolution), and only when at least one window still needs it: frames
+   dropped by ``frame_step``, outside every window, or arriving after every window that holds them
+   exited cost nothing.
+4. A window whose session exits is marked exited (it gets no more frames) and its result is
+   returned at once, with ``exited_early`` set when frames of the window were left: the decision
+   does not wait for the rest of the window.
+
+Results (:class:`WindowResult`), one per window at most:
+
+* ``end_reason="exit"``: the exit gate stopped the window (published at that frame).
+* ``end_reason="complete"``: the window got all ``window_size`` frames without exiting (also
+  when the selector skipped every one: ``frames_processed`` is then 0 and the prediction is the
+  model's prior; a consumer can ignore such results).
+* a window cut short by the end of its video (``"gap"``, ``"backwards"``, ``"end_of_stream"``
+  from :meth:`close` / :meth:`flush`) gives a result, with ``complete=False`` and
+  ``window_length`` = the frames it got, **if at least one of its frames went through the
+  backbone**; otherwise there is no prediction and it is only counted
+  (``stats.windows_without_result``).
+
+``window_length`` is the window's size for complete and exited windows (the exit decides for the
+whole window) and the frames received for cut windows; ``uniform_gflops`` is what the Uniform
+baseline (every one of those frames at the model's highest resolution) would cost, and
+``resolutions`` has one entry per frame the window was fed, in order (0: not processed).
+``latency_s`` runs from ``received_at`` of the frame that produced the result (its last frame, or
+for a cut window the frame that revealed the cut) to the moment the result was made.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rsee_ros.model import InferenceSettings, RSEEModel, StreamingSession, load_checkpoint
+from rsee_ros.model.preprocess import frame_to_tensor
+from rsee_ros.pipeline.windowing import (
+    COMPLETE,
+    END_OF_STREAM,
+    FrameEvent,
+    MultiSourceWindowing,
+    Window,
+    WindowSettings,
+)
+
+__all__ = [
+    "AFTER_EXIT",
+    "BETWEEN_WINDOWS",
+    "EXIT",
+    "FRAME_OUTCOMES",
+    "NOT_KEPT",
+    "PROCESSED",
+    "SKIPPED",
+    "FrameReport",
+    "PipelineSettings",
+    "PipelineStats",
+    "RecognitionPipeline",
+    "WindowResult",
+]
+
+EXIT = "exit"  # WindowResult.end_reason of a window stopped by the exit gate
+
+# What happened to a pushed frame (FrameReport.outcome); every frame gets exactly one.
+PROCESSED = "processed"  # went through the backbone for at least one window
+SKIPPED = "skipped"  # fed to its windows, but the selector skipped it in every one
+AFTER_EXIT = "after_exit"  # every window holding it had already exited: not looked at
+NOT_KEPT = "not_kept"  # dropped by frame_step subsampling
+BETWEEN_WINDOWS = "between_windows"  # kept, but in no window (stride larger than window_size)
+FRAME_OUTCOMES = (PROCESSED, SKIPPED, AFTER_EXIT, NOT_KEPT, BETWEEN_WINDOWS)
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Live settings of a :class:`RecognitionPipeline`; validated on construction.
+
+    Windowing (see :mod:`rsee_ros.pipeline.windowing`): ``window_size`` frames per window,
+    ``stride`` frames between window starts (0: tumbling windows, the next opens when the last
+    is full), ``frame_step`` keep every n-th frame, ``max_gap_s`` a longer stamp gap starts a new
+    video (0: off). Inference: ``exit_threshold`` (0..1; the gate exits once the score reaches
+    it), ``allowed_resolutions`` (empty: all of the model's), ``max_resolution`` (cap; 0: none),
+    ``skip_enabled`` (the selector may skip frames), ``top_k`` labels per result.
+    """
+
+    window_size: int = 16
+    stride: int = 0
+    frame_step: int = 1
+    max_gap_s: float = 1.0
+    exit_threshold: float = 0.9
+    allowed_resolutions: tuple[int, ...] = ()
+    max_resolution: int = 0
+    skip_enabled: bool = True
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "allowed_resolutions", tuple(_as_int(r, "allowed_resolutions")
+                                               for r in self.allowed_resolutions)
+        )
+        for name in ("max_resolution", "top_k"):
+            _as_int(getattr(self, name), name)
+        if not isinstance(self.skip_enabled, bool):
+            raise ValueError(f"skip_enabled must be a bool, got {self.skip_enabled!r}")
+        for name in ("max_gap_s", "exit_threshold"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        self.window_settings()  # window_size, stride, frame_step, max_gap_s
+        if not 0.0 <= self.exit_threshold <= 1.0:
+            raise ValueError(f"exit_threshold must be in [0, 1], got {self.exit_threshold}")
+        if self.max_resolution < 0:
+            raise ValueError(f"max_resolution must be >= 0 (0 = no cap), got {self.max_resolution}")
+        if any(r <= 0 for r in self.allowed_resolutions):
+            raise ValueError(f"allowed_resolutions must be positive: {self.allowed_resolutions}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+    def window_settings(self) -> WindowSettings:
+        """The windowing part."""
+        return WindowSettings(self.window_size, self.stride, self.frame_step, self.max_gap_s)
+
+    def resolutions_for(self, model_resolutions: Sequence[int]) -> tuple[int, ...]:
+        """The resolutions the selector may choose for a model: allowed and not above the cap.
+
+        Raises ``ValueError`` naming the problem when one is unknown or none is left.
+        """
+        model_resolutions = tuple(model_resolutions)
+        allowed = self.allowed_resolutions or model_resolutions
+        unknown = sorted(set(allowed) - set(model_resolutions))
+        if unknown:
+            raise ValueError(
+                f"allowed_resolutions {unknown} are not among the model's {list(model_resolutions)}"
+            )
+        kept = tuple(r for r in model_resolutions
+                     if r in allowed and (not self.max_resolution or r <= self.max_resolution))
+        if not kept:
+            raise ValueError(
+                f"no resolution left: allowed {list(allowed)} with max_resolution "
+                f"{self.max_resolution} (the model has {list(model_resolutions)})"
+            )
+        return kept
+
+    def inference_settings(self, model_resolutions: Sequence[int]) -> InferenceSettings:
+        """The model's :class:`InferenceSettings` for these settings."""
+        kept = self.resolutions_for(model_resolutions)
+        return InferenceSettings(
+            exit_threshold=self.exit_threshold,
+            allowed_resolutions=None if kept == tuple(model_resolutions) else kept,
+            skip_enabled=self.skip_enabled,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON)."""
+        data = asdict(self)
+        data["allowed_resolutions"] = list(self.allowed_resolutions)
+        return data
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class WindowResult:
+    """The recognition result of one window (see the module docstring for the rules)."""
+
+    source: str
+    window_id: int
+    video: int
+    """Index of the video (gap-free stretch) of its source the window belongs to."""
+    label: str
+    class_id: int
+    confidence: float
+    top_k: list[tuple[str, float]]
+    first_stamp: float
+    last_stamp: float
+    """Stamps (s) of the window's first frame and of the last frame it used."""
+    first_stamp_ns: int
+    last_stamp_ns: int
+    frame_id: str
+    """frame_id of the last frame used."""
+    resolutions: list[int]
+    frames_processed: int
+    window_length: int
+    exited_early: bool
+    complete: bool
+    end_reason: str
+    gflops: float
+    uniform_gflops: float
+    latency_s: float
+    probabilities: list[float] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON)."""
+        data = asdict(self)
+        data["top_k"] = [[label, score] for label, score in self.top_k]
+        return data
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What :meth:`RecognitionPipeline.process` did with one frame."""
+
+    results: list[WindowResult]
+    outcome: str
+    """One of :data:`FRAME_OUTCOMES`."""
+    event: FrameEvent = field(repr=False)
+
+
+@dataclass
+class PipelineStats:
+    """Counters since the pipeline was made (a snapshot: see :meth:`RecognitionPipeline.stats`).
+
+    ``resolution_histogram`` counts (window, frame) steps by the resolution used, 0 for frames the
+    selector skipped; ``backbone_frames`` is the number of such steps with a resolution.
+    ``busy_s`` is the time spent inside :meth:`RecognitionPipeline.process`.
+    """
+
+    frames: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FRAME_OUTCOMES, 0))
+    backbone_frames: int = 0
+    resolution_histogram: dict[int, int] = field(default_factory=dict)
+    windows_opened: int = 0
+    results: int = 0
+    exited_early: int = 0
+    windows_without_result: int = 0
+    gflops: float = 0.0
+    uniform_gflops: float = 0.0
+    busy_s: float = 0.0
+
+    @property
+    def mean_gflops(self) -> float:
+        """Mean GFLOPs per result (0 before the first)."""
+        return self.gflops / self.results if self.results else 0.0
+
+    @property
+    def mean_uniform_gflops(self) -> float:
+        """Mean Uniform-baseline GFLOPs per result."""
+        return self.uniform_gflops / self.results if self.results else 0.0
+
+
+@dataclass
+class _Track:
+    """Inference state of one open window."""
+
+    session: StreamingSession
+    resolutions: list[int] = field(default_factory=list)
+    last_stamp: float = 0.0
+    last_stamp_ns: int = 0
+    frame_id: str = ""
+    first_stamp_ns: int = 0
+    done: bool = False  # a result was returned (exit)
+
+
+class RecognitionPipeline:
+    """Windowing + streaming RSEE inference over one or more frame sources.
+
+    ``model_or_checkpoint`` is an :class:`RSEEModel` (with ``class_names``) or a checkpoint path
+    (class names from the file unless given). ``device`` moves the model ("cpu", "cuda", a
+    ``torch.device``; None leaves it). ``inference_overrides`` are
+    :class:`~rsee_ros.model.InferenceSettings` fields applied on top of those derived from the
+    settings (benchmarks: ``policy="uniform"``, a threshold above 1 to never exit, ...).
+    ``clock`` (seconds, monotonic) is used for latencies and ``busy_s``. Not re-entrant: call
+    :meth:`process` / :meth:`push` / :meth:`close` from one thread; :meth:`update`,
+    :attr:`settings` and :meth:`stats` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        model_or_checkpoint: RSEEModel | str | Path,
+        class_names: Sequence[str] | None = None,
+        settings: PipelineSettings | None = None,
+        *,
+        device: str | torch.device | None = None,
+        inference_overrides: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        recent: int = 512,
+    ) -> None:
+        if isinstance(model_or_checkpoint, RSEEModel):
+            model = model_or_checkpoint
+            if class_names is None:
+                raise ValueError("class_names are required with a model")
+        else:
+            checkpoint = load_checkpoint(model_or_checkpoint)
+            model = checkpoint.model
+            class_names = class_names if class_names is not None else checkpoint.class_names
+        if len(class_names) != model.config.num_classes:
+            raise ValueError(
+                f"{len(class_names)} class names for a model with {model.config.num_classes} "
+                "classes"
+            )
+        if device is not None:
+            from rsee_ros.model import resolve_device
+
+            model.to(resolve_device(device))
+        self.model = model.eval()
+        self.class_names = [str(c) for c in class_names]
+        self.resolutions = tuple(model.config.resolutions)
+        self.input_size = model.config.max_resolution
+        self._clock = clock
+        self._overrides = dict(inference_overrides or {})
+        settings = settings or PipelineSettings()
+        self._inference = self._derive(settings)  # validates
+        self._settings = settings
+        self._requested = settings
+        self._update_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._stats = PipelineStats()
+        self._recent_latency: deque[float] = deque(maxlen=recent)
+        self._windowing = MultiSourceWindowing(settings.window_settings())
+        self._tracks: dict[int, _Track] = {}
+        self.flops = model.flops
+
+    # Settings ---------------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> PipelineSettings:
+        """The latest settings (those given to :meth:`update` apply from the next frame)."""
+        with self._update_lock:
+            return self._requested
+
+    def check(self, **changes: Any) -> PipelineSettings:
+        """The settings ``changes`` would give; ``ValueError`` (with the reason) if invalid."""
+        return self._change(changes, apply=False)
+
+    def update(self, **changes: Any) -> PipelineSettings:
+        """Change live settings (any :class:`PipelineSettings` field); validated at once
+        (``ValueError`` with the reason, settings unchanged) and applied from the next frame."""
+        return self._change(changes, apply=True)
+
+    def _change(self, changes: dict[str, Any], apply: bool) -> PipelineSettings:
+        unknown = set(changes) - {f.name for f in fields(PipelineSettings)}
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}")
+        with self._update_lock:
+            new = replace(self._requested, **changes)
+            new.inference_settings(self.resolutions)
+            if apply:
+                self._requested = new
+        return new
+
+    def _derive(self, settings: PipelineSettings) -> InferenceSettings:
+        inference = settings.inference_settings(self.resolutions)
+        return inference.with_changes(**self._overrides) if self._overrides else inference
+
+    @property
+    def inference_settings(self) -> InferenceSettings:
+        """The model settings the windows run with now."""
+        return self._inference
+
+    def _apply_pending(self) -> None:
+        with self._update_lock:
+            new = self._requested
+        if new is self._settings:
+            return
+        self._settings = new
+        self._windowing.update(**asdict(new.window_settings()))
+        self._inference = self._derive(new)
+        for track in self._tracks.values():
+            track.session.settings = self._inference
+
+    # Frames -----------------------------------------------------------------------------------
+
+    def push(
+        self,
+        source: str,
+        stamp_s: float,
+        rgb: np.ndarray,
+        *,
+        stamp_ns: int | None = None,
+        frame_id: str = "",
+        received_at: float | None = None,
+    ) -> list[WindowResult]:
+        """Feed one ``(H, W, 3)`` uint8 RGB frame of ``source``; returns the results it made."""
+        return self.process(
+            source, stamp_s, rgb, stamp_ns=stamp_ns, frame_id=frame_id, received_at=received_at
+        ).results
+
+    def process(
+        self,
+        source: str,
+        stamp_s: float,
+        rgb: np.ndarray,
+        *,
+        stamp_ns: int | None = None,
+        frame_id: str = "",
+        received_at: float | None = None,
+    ) -> FrameReport:
+        """:meth:`push` with the frame's outcome. ``stamp_ns`` (exact integer stamp, default from
+        ``stamp_s``) and ``frame_id`` are carried into the results; ``received_at`` (on the
+        pipeline's clock; default now) is where latencies start."""
+        start = self._clock()
+        received = start if received_at is None else received_at
+        if stamp_ns is None:
+            stamp_ns = round(float(stamp_s) * 1e9)
+        self._apply_pending()
+        event = self._windowing.push(source, stamp_s, None)
+        results = [r for w in event.ended if (r := self._cut(w, received)) is not None]
+        for w in event.opened:
+            self._tracks[w.id] = _Track(
+                StreamingSession(self.model, self._inference), first_stamp_ns=stamp_ns
+            )
+        active = event.active
+        histogram: Counter[int] = Counter()
+        if not event.kept:
+            outcome = NOT_KEPT
+        elif not event.windows:
+            outcome = BETWEEN_WINDOWS
+        elif not active:
+            outcome = AFTER_EXIT
+        else:
+            if isinstance(rgb, np.ndarray) and not rgb.flags.writeable:
+                rgb = rgb.copy()  # torch warns on read-only arrays (rosbags, bytes buffers)
+            tensor = frame_to_tensor(rgb, self.input_size).to(self.model.device)
+            outcome = SKIPPED
+            for w in active:
+                track = self._tracks[w.id]
+                step = track.session.push(tensor)
+                track.resolutions.append(step.resolution)
+                track.last_stamp, track.last_stamp_ns, track.frame_id = stamp_s, stamp_ns, frame_id
+                histogram[step.resolution] += 1
+                if step.resolution:
+                    outcome = PROCESSED
+                if step.exited:
+                    self._windowing.mark_exited(w)
+                    track.done = True
+                    early = w.num_frames < w.size
+                    results.append(self._result(w, track, EXIT if early else COMPLETE, received))
+        for w in event.completed:
+            track = self._tracks.pop(w.id)
+            if not track.done:
+                results.append(self._result(w, track, COMPLETE, received))
+        self._account(outcome, histogram, len(event.opened), results, start)
+        return FrameReport(results, outcome, event)
+
+    def close(self, source: str | None = None, reason: str = END_OF_STREAM) -> list[WindowResult]:
+        """End the current video of ``source`` (all sources when None): results of its cut
+        windows (the next frame of the source starts a new video)."""
+        start = self._clock()
+        self._apply_pending()
+        cut = self._windowing.close(source, reason)
+        results = [r for w in cut if (r := self._cut(w, start)) is not None]
+        self._account(None, Counter(), 0, results, start)
+        return results
+
+    def flush(self) -> list[WindowResult]:
+        """End every source's current video (end of a bag, shutdown): see :meth:`close`."""
+        return self.close(None, END_OF_STREAM)
+
+    def remove(self, source: str) -> list[WindowResult]:
+        """Forget ``source`` (a camera that went away), returning the results of its cut windows."""
+        start = self._clock()
+        cut = self._windowing.remove(source)
+        results = [r for w in cut if (r := self._cut(w, start)) is not None]
+        self._account(None, Counter(), 0, results, start)
+        return results
+
+    @property
+    def open_windows(self) -> int:
+        """Windows currently open over all sources (exited ones included until they end)."""
+        return len(self._tracks)
+
+    # Results ----------------------------------------------------------------------------------
+
+    def _cut(self, window: Window, received: float) -> WindowResult | None:
+        track = self._tracks.pop(window.id, None)
+        if track is None or track.done:
+            return None
+        if track.session.frames_processed == 0:
+            with self._stats_lock:
+                self._stats.windows_without_result += 1
+            return None
+        return self._result(window, track, window.end_reason or END_OF_STREAM, received)
+
+    def _result(
+        self, window: Window, track: _Track, reason: str, received: float
+    ) -> WindowResult:
+        session = track.session
+        probabilities = session.probabilities.detach().float().cpu()
+        k = min(self._settings.top_k, len(self.class_names))
+        scores, indices = torch.topk(probabilities, k)
+        class_id = int(indices[0])
+        complete = reason in (EXIT, COMPLETE)
+        length = window.size if complete else window.num_frames
+        return WindowResult(
+            source=window.source,
+            window_id=window.id,
+            video=window.video,
+            label=self.class_names[class_id],
+            class_id=class_id,
+            confidence=float(scores[0]),
+            top_k=[(self.class_names[int(i)], float(s)) for s, i in zip(scores, indices)],
+            first_stamp=window.first_stamp,
+            last_stamp=track.last_stamp,
+            first_stamp_ns=track.first_stamp_ns,
+            last_stamp_ns=track.last_stamp_ns,
+            frame_id=track.frame_id,
+            resolutions=list(track.resolutions),
+            frames_processed=session.frames_processed,
+            window_length=length,
+            exited_early=reason == EXIT,
+            complete=complete,
+            end_reason=reason,
+            gflops=session.gmacs,
+            uniform_gflops=self.flops.uniform_video(self.input_size, length),
+            latency_s=max(0.0, self._clock() - received),
+            probabilities=[float(p) for p in probabilities],
+        )
+
+    # Statistics -------------------------------------------------------------------------------
+
+    def _account(
+        self,
+        outcome: str | None,
+        histogram: Counter[int],
+        opened: int,
+        results: list[WindowResult],
+        start: float,
+    ) -> None:
+        busy = self._clock() - start
+        with self._stats_lock:
+            s = self._stats
+            if outcome is not None:
+                s.frames += 1
+                s.outcomes[outcome] += 1
+            hist = s.resolution_histogram
+            for resolution, count in histogram.items():
+                hist[resolution] = hist.get(resolution, 0) + count
+                if resolution:
+                    s.backbone_frames += count
+            s.windows_opened += opened
+            s.busy_s += busy
+            for r in results:
+                s.results += 1
+                s.exited_early += r.exited_early
+                s.gflops += r.gflops
+                s.uniform_gflops += r.uniform_gflops
+                self._recent_latency.append(r.latency_s)
+
+    def stats(self) -> PipelineStats:
+        """A consistent copy of the counters (thread-safe)."""
+        with self._stats_lock:
+            s = self._stats
+            return replace(
+                s, outcomes=dict(s.outcomes), resolution_histogram=dict(s.resolution_histogram)
+            )
+
+    def recent_latencies(self) -> list[float]:
+        """Latencies (s) of the most recent results, oldest first."""
+        with self._stats_lock:
+            return list(self._recent_latency)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of ``values`` (nearest rank; NaN when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
