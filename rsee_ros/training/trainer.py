@@ -96,10 +96,18 @@ class EpochStats:
     usage: torch.Tensor | None = None
     batches: int = 0
 
+    counts: dict[str, int] | None = None
+
     def add_parts(self, parts: dict[str, float]) -> None:
         self.parts = self.parts or {}
+        self.counts = self.counts or {}
         for key, value in parts.items():
             self.parts[key] = self.parts.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def mean_parts(self) -> dict[str, float]:
+        """Each loss part averaged over the batches that computed it."""
+        return {k: round(v / (self.counts or {})[k], 4) for k, v in (self.parts or {}).items()}
 
 
 class Trainer:
@@ -476,7 +484,7 @@ class Trainer:
         if not self.is_main or stats.batches == 0:
             return
         batches = stats.batches
-        parts = {k: round(v / batches, 4) for k, v in (stats.parts or {}).items()}
+        parts = stats.mean_parts()
         record: dict[str, Any] = {
             "stage": stage, "epoch": epoch + 1, "epochs": epochs,
             "loss": round(stats.loss / batches, 4), **parts,

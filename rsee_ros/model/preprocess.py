@@ -1,0 +1,59 @@
+"""Frame preprocessing shared by training, evaluation and the ROS node.
+
+The test-time transform of the papers: resize the shorter side to ``size * 256 / 224``, centre
+crop ``size x size``, scale to [0, 1] and normalise with the ImageNet mean and std. Only torch,
+numpy and torchvision are imported here, so the model and the ROS node can use it freely.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def short_side_for(size: int) -> int:
+    """Shorter-side length a frame is resized to before the centre crop of ``size``."""
+    return int(round(size * 256 / 224))
+
+
+def uint8_frames_to_chw(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(T, H, W, 3) uint8 RGB array or tensor -> contiguous (T, 3, H, W) uint8 tensor."""
+    x = torch.as_tensor(np.ascontiguousarray(frames)) if isinstance(frames, np.ndarray) else frames
+    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(
+            f"expected (T, H, W, 3) uint8 RGB frames, got {tuple(x.shape)} {x.dtype}"
+        )
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
+def resize_short_side(x: torch.Tensor, short: int) -> torch.Tensor:
+    """Resize (..., 3, H, W) so its shorter side is ``short`` (antialiased bilinear)."""
+    h, w = x.shape[-2:]
+    if min(h, w) == short:
+        return x
+    return F.resize(x, [short], antialias=True)
+
+
+def normalize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 scaled to [0, 1] and ImageNet-normalised."""
+    x = F.to_dtype(x, torch.float32, scale=True)
+    return F.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD))
+
+
+def frames_to_tensor(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """Test transform of a clip: (T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32."""
+    x = uint8_frames_to_chw(frames)
+    x = resize_short_side(x, short_side_for(size))
+    x = F.center_crop(x, [size, size])
+    return normalize_uint8(x)
+
+
+def frame_to_tensor(rgb: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
+    """Test transform of one frame: (H, W, 3) uint8 RGB -> (3, size, size) float32."""
+    if rgb.ndim != 3:
+        raise ValueError(f"expected one (H, W, 3) frame, got shape {tuple(rgb.shape)}")
+    return frames_to_tensor(rgb[None], size)[0]

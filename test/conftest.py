@@ -1,0 +1,58 @@
+"""Session-wide test setup: DDS on loopback, a private ROS domain, isolated rclpy contexts.
+
+The environment variables are set at import time, before any test module imports rclpy, and are
+inherited by every subprocess a test starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# DDS discovery and traffic stay on the loopback interface (a rule on the shared machines).
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ["ROS_LOCALHOST_ONLY"] = "1"
+os.environ.setdefault("ROS_STATIC_PEERS", "127.0.0.1")  # discovery in well under a second
+
+
+def _session_domain_id() -> int:
+    """A ROS_DOMAIN_ID private to this test session (concurrent runs must not see each other)."""
+    override = os.environ.get("RSEE_TEST_DOMAIN_ID")
+    if override:
+        return int(override)
+    return 1 + os.getpid() % 100  # 1..100; 0 (the default) is left to manual experiments
+
+
+ROS_DOMAIN_ID = _session_domain_id()
+os.environ["ROS_DOMAIN_ID"] = str(ROS_DOMAIN_ID)
+# ament_index_python (get_package_share_directory) finds the venv's packages through this.
+os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ros_domain_id() -> int:
+    """The ROS_DOMAIN_ID of this test session (also in os.environ for subprocesses)."""
+    return ROS_DOMAIN_ID
+
+
+@pytest.fixture
+def ros_context(ros_domain_id: int):
+    """An rclpy Context of its own, initialised on the session's domain and shut down afterwards.
+
+    rclpy's SIGINT/SIGTERM handlers are not installed, so Ctrl-C still stops pytest.
+    """
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    context = rclpy.Context()
+    rclpy.init(
+        context=context,
+        domain_id=ros_domain_id,
+        signal_handler_options=SignalHandlerOptions.NO,
+    )
+    try:
+        yield context
+    finally:
+        context.try_shutdown()
