@@ -11,10 +11,12 @@ from collections.abc import Sequence
 # `rsee --help` and light subcommands do not pay for torch or the data stack.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "flops": ("rsee_ros.commands.flops", "Print the FLOPs lookup table of a model configuration"),
+    "make-dataset": ("rsee_ros.commands.make_dataset", "Write the synthetic action data set"),
     "train": ("rsee_ros.commands.train", "Train a model in stages from a YAML configuration"),
     "eval-bag": ("rsee_ros.commands.eval_bag", "Run the node's recognition on a rosbag2 recording"),
     "eval": ("rsee_ros.commands.eval", "Accuracy, GFLOPs and speed of a checkpoint and baselines"),
     "bench": ("rsee_ros.commands.bench", "RSEE vs Uniform/Resolution-only/Exit-only, streamed"),
+    "bench-node": ("rsee_ros.commands.bench_node", "rsee_node over DDS: throughput, latency, CPU"),
 }
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 import sys
 
+# Tests use tiny models on a shared 2-core machine: one intra-op thread per process avoids
+# OpenMP threads spinning against each other (measured 20x slower under load otherwise).
+# Set before torch is imported; subprocesses (nodes) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # DDS discovery and traffic stay on the loopback interface (a rule on the shared machines).
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"

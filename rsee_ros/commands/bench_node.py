@@ -1,0 +1,190 @@
+"""``rsee bench-node``: rsee_node as a real process over DDS against the in-process pipeline.
+
+    rsee bench-node [--checkpoint model.pt] [--duration 300] [--rate 30] [--threads N]
+                    [--json out.json] [--quick]
+
+One run on one machine: node results/s against the in-process RecognitionPipeline on the same
+frames (target >= 95%), latency from frame stamp to result at the camera rate, target_fps
+tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. Prints
+a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rsee_ros.evaluation.common import jsonable
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of ``rsee bench-node``."""
+    parser.add_argument("--checkpoint", default=None,
+                        help="the RSEE checkpoint (default: the packaged default model)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds of the camera-rate run that measures latency, CPU and "
+                        "memory (default 300; --quick: 5)")
+    parser.add_argument("--rate", type=float, default=30.0,
+                        help="camera rate in Hz of that run (default 30)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of the node and of the in-process pipeline "
+                        "(default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--source", choices=("demo", "synthetic"), default="demo",
+                        help="frames: the embedded demo clip or synthetic clips (default demo)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames of the in-process and node throughput runs, at most 3000 "
+                        "(default 960; --quick: 128)")
+    parser.add_argument("--targets", nargs="+", default=["auto"], metavar="FPS",
+                        help="target_fps set points: auto (inside the range the controller can "
+                        "reach, measured in-process), <f>x (f times the in-process frame rate) "
+                        "or a frame rate (default auto)")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds before measuring each set point (default 15; --quick: 3)")
+    parser.add_argument("--measure", type=float, default=None,
+                        help="seconds measured per set point (default 10; --quick: 2)")
+    parser.add_argument("--domain-id", type=int, default=None,
+                        help="ROS_DOMAIN_ID of every process (default 101 + pid %% 100)")
+    parser.add_argument("--no-fastdds-profile", action="store_true",
+                        help="use Fast DDS's default transports instead of the benchmark's "
+                        "shared-memory + UDP-on-127.0.0.1 profile")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the nodes' logs (printed path; always kept when a run fails)")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
+    parser.add_argument("--quick", action="store_true",
+                        help="short durations (a test run of a few tens of seconds)")
+
+
+def _f(value: Any, spec: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-"
+    return format(value, spec)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The figures and the targets as text."""
+    lines = []
+    p = report["in_process"]
+    lines.append(
+        f"in-process: {p['frames']} frames, {_f(p['frames_per_s'], '.1f')} frames/s, "
+        f"{_f(p['steady_results_per_s'], '.2f')} results/s ({p['results']} results); "
+        f"fastest settings {_f(p['fastest']['frames_per_s'], '.1f')} frames/s"
+    )
+    t = report["throughput"]
+    limited = " (input-limited: the publisher did not outpace the node)" if t[
+        "input_limited"] else ""
+    lines.append(
+        f"node:       {t['frames_published']} frames at {_f(t['publish_rate_hz'], 'g')} Hz, "
+        f"{t['frames_received']} received, {t['frames_dropped']} dropped; {t['results']} results "
+        f"({t['results_expected']} in-process, labels agree {_f(100 * t['label_agreement'], '.0f')}"
+        f"%); {_f(t['results_per_s'], '.2f')} results/s, {_f(t['frames_per_s'], '.1f')} "
+        f"frames/s (inside its pipeline {_f(t['node_pipeline_fps'], '.1f')}){limited}"
+    )
+    lat = report["latency"]
+    lines.append(
+        f"latency at {_f(lat['rate_hz'], 'g')} Hz (frame stamp to result received): p50 "
+        f"{_f(lat['p50_ms'], '.1f')} ms, p99 {_f(lat['p99_ms'], '.1f')} ms over {lat['results']} "
+        f"results (node's own arrival-to-publish p50 {_f(lat['node_latency_p50_ms'], '.1f')} ms); "
+        f"{lat['frames_dropped']} frames dropped"
+    )
+    r = report["resources"]
+    lines.append(
+        f"node over {_f(r['duration_s'], '.0f')} s (warm-up {_f(r['warmup_s'], 'g')} s): CPU "
+        f"{_f(r['cpu_percent_mean'], '.1f')}% of one core (max {_f(r['cpu_percent_max'], '.0f')}"
+        f"%), RSS {_f(r['rss_mb_start'], '.1f')} -> {_f(r['rss_mb_end'], '.1f')} MiB (max "
+        f"{_f(r['rss_mb_max'], '.1f')}), memory growth {_f(r['memory_growth_mb'], '+.1f')} MiB; "
+        f"publisher CPU {_f(r['publisher_cpu_percent_mean'], '.1f')}%"
+    )
+    for s in report["tracking"]["setpoints"]:
+        note = " (input-limited)" if s["input_limited"] else ""
+        lines.append(
+            f"target_fps {_f(s['target_fps'], 'g')} (fed at {_f(s['feed_hz'], 'g')} Hz): "
+            f"processed {_f(s['processed_fps'], '.1f')} fps, capacity "
+            f"{_f(s['capacity_fps'], '.1f')} fps, error {_f(100 * s['tracking_error'], '.1f')}% "
+            f"(exit threshold {_f(s['exit_threshold'], 'g')}, max resolution "
+            f"{s['max_resolution']}){note}"
+        )
+    for target in report["targets"]:
+        lines.append(f"{'PASS' if target['passed'] else 'MISS'}  {target['name']}: "
+                     f"{_f(target['value'], '.3f')} (target {target['target']})")
+    m = report["machine"]
+    lines.append(f"{m['device']}, {report['threads']} threads, {m['cpu']} ({m['cores']} cores); "
+                 f"ROS domain {report['domain_id']}"
+                 + (", quick run" if report["quick"] else ""))
+    return "\n".join(lines)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Benchmark, print, write the JSON."""
+    from rsee_ros.evaluation.common import default_threads
+    from rsee_ros.evaluation.node_bench import (
+        BenchNodeConfig,
+        BenchNodeError,
+        parse_targets,
+        run_node_bench,
+    )
+    from rsee_ros.model import CheckpointError
+    from rsee_ros.resources import DEFAULT_CHECKPOINT
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            print(f"rsee bench-node: the default model {DEFAULT_CHECKPOINT} is not installed; "
+                  "pass --checkpoint", file=sys.stderr)
+            return 2
+        checkpoint = str(DEFAULT_CHECKPOINT)
+    try:
+        targets = parse_targets(args.targets)
+    except ValueError as error:
+        print(f"rsee bench-node: {error}", file=sys.stderr)
+        return 2
+    for name in ("duration", "frames", "settle", "measure"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            print(f"rsee bench-node: --{name} must be > 0", file=sys.stderr)
+            return 2
+    overrides: dict[str, Any] = {
+        key: value for key, value in (
+            ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
+            ("measure_s", args.measure),
+        ) if value is not None
+    }
+    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
+                  source=args.source, targets=targets, domain_id=args.domain_id,
+                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
+    if args.quick:
+        config = BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
+    else:
+        config = BenchNodeConfig(checkpoint, **common, **overrides)
+
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        print(f"[bench-node {time.monotonic() - started:5.1f} s] {line}", file=sys.stderr,
+              flush=True)
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)  # clean up the nodes on SIGTERM too
+    try:
+        report = run_node_bench(config, log=log)
+    except (BenchNodeError, CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f"rsee bench-node: {error}", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    report = jsonable(report)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,533 @@
+"""A procedural action data set whose classes are defined by motion over time.
+
+Every video shows one or two objects on a procedural background (or on frames of an optional
+background video). The class is what the objects do; colours, shapes, sizes, positions, speeds
+and backgrounds are random nuisances. The classes are chosen so a per-frame 2D CNN with global
+average pooling plus a recurrent accumulator can tell them apart: what changes over time is the
+objects' size, orientation, visible colours, visibility or contrast, not only their position
+(a turning hand hides a dial's hue that follows its angle; two stacked discs of different
+colours show one colour, parted they show two). Pairs such as
+grow/shrink are time reversals of each other, so they need an order-aware accumulator (a GRU);
+an order-free mean of frame features cannot separate them. Two pairs differ only in a fine
+luminance texture on the object (stripes vs dots, period 3 px): visible at the frame size and
+at 3/4 of it, averaged away when a frame is downsampled with antialiasing to 1/2 or 3/8 of it
+(224 -> 112 or 84). So generate with ``size`` equal to the model's largest resolution S: frames
+of 224 px fed to a model with S = 112 lose the texture already at S.
+
+Some videos begin late (static or empty until a random onset frame), some have camera shake,
+and some frames are non-informative (blank, occluded, motion-blurred). ``videos.json`` records
+these per video. Output layout: ``out/<class>/<class>_NNNN.mp4``, ``out/classes.txt``,
+``out/splits.json`` (``{"train": [...], "test": [...]}``, paths relative to ``out``) and
+``out/videos.json`` (the generation settings and per-video facts). The same seed gives the same
+decoded frames (and, with the same encoder build, the same bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from rsee_ros.data.video import iter_frames
+
+log = logging.getLogger(__name__)
+
+#: Class names in label order; the first ``num_classes`` are generated.
+CLASS_NAMES: tuple[str, ...] = (
+    "grow", "shrink", "rotate_cw", "rotate_ccw", "split", "merge",
+    "slide_striped", "slide_dotted", "swing_striped", "swing_dotted",
+    "blink", "approach_leave", "fade_in", "fade_out",
+)
+CLASS_DESCRIPTIONS: dict[str, str] = {
+    "grow": "a plain object grows (size x2.2-3.2)",
+    "shrink": "a plain object shrinks (time reversal of grow)",
+    "rotate_cw": "an opaque hand turns clockwise over a colour-wheel dial (12-22 deg/frame)",
+    "rotate_ccw": "the same, counter-clockwise",
+    "split": "two discs/squares of different colours, stacked, move apart",
+    "merge": "two discs/squares of different colours move together and stack (reversed split)",
+    "slide_striped": "a finely striped object translates (stripes: 224 px detail)",
+    "slide_dotted": "the same motion with a fine dot texture",
+    "swing_striped": "a finely striped bar swings back and forth",
+    "swing_dotted": "the same swing with a fine dot texture",
+    "blink": "a plain object flashes on and off",
+    "approach_leave": "a plain object grows then shrinks again",
+    "fade_in": "a plain object's contrast rises from faint to full",
+    "fade_out": "a plain object's contrast falls (time reversal of fade_in)",
+}
+MIN_CLASSES = 10
+REFERENCE_SIZE = 224  # geometry below is in pixels of a 224 x 224 frame and scales with size
+
+
+@dataclass
+class SyntheticConfig:
+    """Generation settings (the defaults make the standard set)."""
+
+    seed: int = 0
+    num_classes: int = 12
+    videos_per_class: int = 60
+    frames_per_video: int = 16
+    size: int = 224
+    fps: int = 8
+    train_fraction: float = 0.75
+    late_start_prob: float = 0.3  # videos whose action starts at 25-50% of their length
+    shake_prob: float = 0.2  # videos with camera shake
+    bad_frame_prob: float = 0.08  # per frame: blank, occluded or motion-blurred
+    texture_period: float = 3.0  # px at 224; scales with size, at least 3 px
+    crf: int = 18
+    codec: str | None = None  # None: libx264 if PyAV has it, else mpeg4
+    background_video: str | None = None
+
+
+@dataclass
+class SyntheticInfo:
+    """What :func:`make_synthetic_dataset` wrote."""
+
+    out_dir: Path
+    classes: list[str]
+    train: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    reused: bool = False
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+@dataclass
+class _Obj:
+    shape: str  # disc, square, triangle, rect, ellipse, sector
+    cx: float
+    cy: float
+    sx: float  # half extent along the object's u axis (radius for round shapes and sectors)
+    sy: float  # half extent along v (a sector's half opening angle, radians)
+    angle: float  # radians, image coordinates (y down): increasing angle turns clockwise
+    color: np.ndarray  # (3,) float in [0, 1]
+    texture: str | None = None  # stripes, dots, wheel (hue = angle, clockwise) or None
+    alpha: float = 1.0
+
+
+class _Canvas:
+    """Pixel-centre grids for one frame size and soft (antialiased) shape drawing."""
+
+    def __init__(self, size: int, texture_period: float, texture_amp: float = 0.18) -> None:
+        self.size = size
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        self.xs, self.ys = xs, ys
+        self.period = texture_period
+        self.amp = texture_amp
+
+    def draw(self, img: np.ndarray, o: _Obj) -> None:
+        if o.alpha <= 0:
+            return
+        ext = math.hypot(o.sx, o.sy) + 2
+        x0, x1 = max(int(o.cx - ext), 0), min(int(o.cx + ext) + 1, self.size)
+        y0, y1 = max(int(o.cy - ext), 0), min(int(o.cy + ext) + 1, self.size)
+        if x0 >= x1 or y0 >= y1:
+            return
+        x = self.xs[y0:y1, x0:x1] - o.cx
+        y = self.ys[y0:y1, x0:x1] - o.cy
+        c, s = math.cos(o.angle), math.sin(o.angle)
+        u, v = x * c + y * s, y * c - x * s
+        if o.shape == "disc":
+            d = o.sx - np.sqrt(u * u + v * v)
+        elif o.shape == "square":
+            d = o.sx - np.maximum(np.abs(u), np.abs(v))
+        elif o.shape == "rect":
+            d = np.minimum(o.sx - np.abs(u), o.sy - np.abs(v))
+        elif o.shape == "ellipse":
+            d = (1 - np.sqrt((u / o.sx) ** 2 + (v / o.sy) ** 2)) * min(o.sx, o.sy)
+        elif o.shape == "sector":  # a pie slice centred on the u axis
+            rad = np.sqrt(u * u + v * v)
+            d = np.minimum(o.sx - rad, (o.sy - np.abs(np.arctan2(v, u))) * np.maximum(rad, 1))
+        elif o.shape == "triangle":  # equilateral, circumradius sx, pointing along -v
+            d = np.minimum(np.minimum(o.sx / 2 + v, o.sx / 2 - (0.866 * u + 0.5 * v)),
+                           o.sx / 2 - (-0.866 * u + 0.5 * v))
+        else:
+            raise ValueError(o.shape)
+        a = (np.clip(d + 0.5, 0, 1) * o.alpha)[..., None]
+        col = o.color[None, None, :]
+        if o.texture == "stripes":
+            col = col + (self.amp * np.sin(u * (2 * math.pi / self.period)))[..., None]
+        elif o.texture == "dots":  # same spatial frequency and variance as the stripes
+            k = 2 * math.pi / (self.period * math.sqrt(2))
+            col = col + (self.amp * math.sqrt(2) * np.sin(u * k) * np.sin(v * k))[..., None]
+        elif o.texture == "wheel":  # hue grows clockwise (image y points down)
+            hue = (np.arctan2(v, u) / (2 * math.pi)) % 1.0
+            rgb = np.stack([np.abs(hue * 6 - 3) - 1, 2 - np.abs(hue * 6 - 2),
+                            2 - np.abs(hue * 6 - 4)], -1)
+            col = 0.8 * (0.35 + 0.65 * np.clip(rgb, 0, 1))
+        patch = img[y0:y1, x0:x1]
+        patch += a * (col - patch)
+
+
+def _random_color(rng: np.random.Generator, *avoid: np.ndarray) -> np.ndarray:
+    """A mid-value colour far from the ``avoid`` colours; channels in [.26, .74] so a texture
+    of amplitude up to .18 * sqrt(2) never clips (clipping would shift the mean colour)."""
+    best, best_d = None, -1.0
+    for _ in range(8):
+        hsv = np.array([[[rng.uniform(0, 180), rng.uniform(120, 255), rng.uniform(150, 230)]]],
+                       dtype=np.uint8)
+        rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255
+        rgb = 0.5 + (rgb - rgb.mean()) * 0.9 + (rgb.mean() - 0.5) * 0.5
+        d = min(float(np.abs(rgb - a).sum()) for a in avoid)
+        if d > best_d:
+            best, best_d = rgb, d
+    return np.clip(best, 0.26, 0.74).astype(np.float32)
+
+
+def _procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Two-colour gradient in a random direction plus smooth noise blobs."""
+    c0, c1 = rng.uniform(0.05, 0.95, 3), rng.uniform(0.05, 0.95, 3)
+    ang = rng.uniform(0, 2 * math.pi)
+    t = np.linspace(-1, 1, size, dtype=np.float32)
+    g = (np.cos(ang) * t[None, :] + np.sin(ang) * t[:, None]) * 0.5 + 0.5
+    img = c0 + (c1 - c0) * g[..., None]
+    cells = int(rng.integers(3, 8))
+    noise = rng.normal(0, rng.uniform(0.03, 0.12), (cells, cells, 3)).astype(np.float32)
+    img += cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+class _BackgroundFootage:
+    """Frames of a real video (decoded once per process) used as moving backgrounds."""
+
+    _cache: dict[tuple[str, int], np.ndarray] = {}
+
+    @classmethod
+    def frames(cls, path: str, size: int, max_frames: int = 240) -> np.ndarray:
+        key = (path, size)
+        if key not in cls._cache:
+            out = []
+            for i, f in enumerate(iter_frames(path)):
+                if i >= max_frames:
+                    break
+                h, w = f.shape[:2]
+                s = size * 1.25 / min(h, w)
+                out.append(cv2.resize(f, (round(w * s), round(h * s)),
+                                      interpolation=cv2.INTER_AREA))
+            if not out:
+                raise ValueError(f"background video {path} has no frames")
+            cls._cache[key] = np.stack(out)
+        return cls._cache[key]
+
+
+# --------------------------------------------------------------------------- class motions
+
+
+def _class_scene(
+    name: str, rng: np.random.Generator, size: int, bg_mean: np.ndarray
+) -> Callable[[float, int, bool], list[_Obj]]:
+    """Return ``scene(p, k, active)``: the objects at action progress p (0..1) and action frame
+    k (both 0 before the onset, where ``active`` is False)."""
+    sc = size / REFERENCE_SIZE
+    color = _random_color(rng, bg_mean)
+    cx = size / 2 + rng.uniform(-12, 12) * sc
+    cy = size / 2 + rng.uniform(-12, 12) * sc
+    angle0 = rng.uniform(0, 2 * math.pi)
+    plain_shape = str(rng.choice(["disc", "square", "triangle"]))
+    drift = rng.uniform(-0.6, 0.6, 2) * sc  # slow nuisance drift, px per frame
+
+    def at(k: int) -> tuple[float, float]:
+        return cx + drift[0] * k, cy + drift[1] * k
+
+    if name in ("grow", "shrink", "approach_leave"):
+        r0, ratio = rng.uniform(14, 26) * sc, rng.uniform(2.2, 3.2)
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            q = {"grow": p, "shrink": 1 - p, "approach_leave": math.sin(math.pi * p)}[name]
+            r = r0 * ratio ** q
+            return [_Obj(plain_shape, *at(k), r, r, angle0, color)]
+        return scene
+    if name in ("rotate_cw", "rotate_ccw"):
+        # The hand hides a part of the dial whose hue follows its angle, so the turn shows in
+        # globally pooled colour statistics, not only in the hand's orientation.
+        radius = rng.uniform(55, 75) * sc
+        half = math.radians(rng.uniform(25, 35))
+        step = math.radians(rng.uniform(12, 22)) * (1 if name == "rotate_cw" else -1)
+        hue0 = rng.uniform(0, 2 * math.pi)
+        grey = np.full(3, 0.5, np.float32)
+        hand = np.full(3, rng.uniform(0.04, 0.2), np.float32)  # dark: stands out on any hue
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            x, y = at(k)
+            return [_Obj("disc", x, y, radius, radius, hue0, grey, "wheel"),
+                    _Obj("sector", x, y, radius + 1, half, angle0 + step * k, hand)]
+        return scene
+    if name in ("split", "merge"):
+        shape = str(rng.choice(["disc", "square"]))
+        r = rng.uniform(18, 30) * sc
+        dist = rng.uniform(3.2, 4.2) * r
+        phi = rng.uniform(0, math.pi)
+        color2 = _random_color(rng, bg_mean, color)  # stacked: only the top one shows
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            d = dist * (p if name == "split" else 1 - p) / 2
+            x, y = at(k)
+            dx, dy = d * math.cos(phi), d * math.sin(phi)
+            return [_Obj(shape, x - dx, y - dy, r, r, angle0, color),
+                    _Obj(shape, x + dx, y + dy, r, r, angle0, color2)]
+        return scene
+    if name in ("slide_striped", "slide_dotted"):
+        shape = str(rng.choice(["disc", "square"]))
+        r = rng.uniform(34, 46) * sc
+        travel = rng.uniform(50, 80) * sc
+        phi = rng.uniform(0, 2 * math.pi)
+        tex = "stripes" if name.endswith("striped") else "dots"
+        c0x, c0y = size / 2 + rng.uniform(-8, 8, 2) * sc
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            off = (p - 0.5) * travel
+            return [_Obj(shape, c0x + off * math.cos(phi), c0y + off * math.sin(phi), r, r,
+                         angle0, color, tex)]
+        return scene
+    if name in ("swing_striped", "swing_dotted"):
+        a, b = rng.uniform(55, 70) * sc, rng.uniform(16, 22) * sc
+        amp = math.radians(rng.uniform(35, 50))
+        period = rng.uniform(8, 12)
+        phase = rng.uniform(0, 2 * math.pi)
+        tex = "stripes" if name.endswith("striped") else "dots"
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            ang = angle0 + amp * math.sin(2 * math.pi * k / period + phase)
+            return [_Obj("rect", cx, cy, a, b, ang, color, tex)]
+        return scene
+    if name == "blink":
+        r = rng.uniform(25, 50) * sc
+        period = int(rng.integers(4, 8))
+        phase = int(rng.integers(0, period))
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            on = not active or (k + phase) % period < (period + 1) // 2
+            return [_Obj(plain_shape, *at(k), r, r, angle0, color, alpha=float(on))]
+        return scene
+    if name in ("fade_in", "fade_out"):
+        r = rng.uniform(25, 50) * sc
+
+        def scene(p: float, k: int, active: bool) -> list[_Obj]:
+            q = p if name == "fade_in" else 1 - p
+            return [_Obj(plain_shape, *at(k), r, r, angle0, color, alpha=0.12 + 0.88 * q)]
+        return scene
+    raise ValueError(f"unknown synthetic class {name!r}")
+
+
+# --------------------------------------------------------------------------- one video
+
+
+def _bad_frame(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    size = img.shape[0]
+    if kind == "blank":
+        return np.full_like(img, rng.choice([0.0, 0.5, 1.0, float(img.mean())]))
+    if kind == "occluder":
+        w, h = (rng.uniform(0.45, 0.75, 2) * size).astype(int)
+        x0 = int(rng.integers(0, size - w + 1))
+        y0 = int(rng.integers(0, size - h + 1))
+        out = img.copy()
+        out[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 1, 3)
+        return out
+    length = int(rng.integers(11, 22) * size / REFERENCE_SIZE) | 1
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1 / length
+    rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), rng.uniform(0, 180), 1)
+    kernel = cv2.warpAffine(kernel, rot, (length, length))
+    return cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6), borderType=cv2.BORDER_REFLECT)
+
+
+def render_video(
+    name: str, rng: np.random.Generator, cfg: SyntheticConfig
+) -> tuple[np.ndarray, dict]:
+    """Render one video of class ``name`` -> ((F, size, size, 3) uint8 RGB, facts)."""
+    size, n = cfg.size, cfg.frames_per_video
+    canvas = _Canvas(size, max(3.0, cfg.texture_period * size / REFERENCE_SIZE))
+    footage = None
+    if cfg.background_video:
+        footage = _BackgroundFootage.frames(cfg.background_video, size)
+        fh, fw = footage.shape[1:3]
+        f0 = int(rng.integers(0, max(1, len(footage) - n)))
+        oy, ox = int(rng.integers(0, fh - size + 1)), int(rng.integers(0, fw - size + 1))
+        bg_mean = footage[f0].mean(axis=(0, 1)) / 255
+    else:
+        background = _procedural_background(rng, size)
+        bg_mean = background.mean(axis=(0, 1))
+    scene = _class_scene(name, rng, size, bg_mean)
+    onset, pre = 0, "none"
+    if rng.random() < cfg.late_start_prob:
+        onset = int(rng.integers(round(n * 0.25), round(n * 0.5) + 1))
+        pre = str(rng.choice(["static", "empty"]))
+    duration = max(n - 1 - onset, 1)
+    shake = rng.random() < cfg.shake_prob
+    bad = {}
+    for t in range(n):
+        if rng.random() < cfg.bad_frame_prob and len(bad) < n // 4:
+            bad[t] = str(rng.choice(["blank", "occluder", "blur"]))
+    frames = np.empty((n, size, size, 3), np.uint8)
+    for t in range(n):
+        if footage is not None:
+            fr = footage[min(f0 + t, len(footage) - 1)]
+            img = fr[oy:oy + size, ox:ox + size].astype(np.float32) / 255
+        else:
+            img = background.copy()
+        k = t - onset
+        if k >= 0 or pre == "static":  # before the onset: frozen at the first state, or empty
+            for obj in scene(max(k, 0) / duration, max(k, 0), k >= 0):
+                canvas.draw(img, obj)
+        if shake:
+            dx, dy = rng.uniform(-6, 6, 2) * size / REFERENCE_SIZE
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            img = cv2.warpAffine(img, m, (size, size), borderMode=cv2.BORDER_REFLECT)
+        if t in bad:
+            img = _bad_frame(img, bad[t], rng)
+        frames[t] = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    facts = {"onset": onset, "before_onset": pre, "shake": shake,
+             "bad_frames": {str(t): kind for t, kind in sorted(bad.items())}}
+    return frames, facts
+
+
+def pick_codec() -> str:
+    """libx264 when this PyAV build has it, else mpeg4."""
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+def write_video(path: Path, frames: np.ndarray, fps: int, codec: str, crf: int = 18) -> None:
+    """Encode (F, H, W, 3) uint8 RGB frames to ``path`` with PyAV (single-threaded)."""
+    if codec == "libx264":
+        options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+    else:
+        options = {"qscale": "2", "threads": "1"}
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if codec != "libx264":
+            stream.codec_context.qscale = 2
+        even = frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
+        for f in frames:
+            if even:  # OpenCV's conversion: PyAV's own gave run-to-run different x264 output
+                frame = av.VideoFrame.from_ndarray(
+                    cv2.cvtColor(f, cv2.COLOR_RGB2YUV_I420), format="yuv420p"
+                )
+            else:
+                frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def _video_rng(seed: int, label: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, label, index]))
+
+
+def _make_one(job: tuple[SyntheticConfig, str, int, int, str, str]) -> tuple[str, dict]:
+    cfg, name, label, index, path, codec = job
+    frames, facts = render_video(name, _video_rng(cfg.seed, label, index), cfg)
+    write_video(Path(path), frames, cfg.fps, codec, cfg.crf)
+    return path, facts
+
+
+# --------------------------------------------------------------------------- data set
+
+
+def make_synthetic_dataset(
+    out_dir: str | Path,
+    seed: int = 0,
+    num_classes: int = 12,
+    videos_per_class: int = 60,
+    frames_per_video: int = 16,
+    size: int = 224,
+    *,
+    fps: int = 8,
+    train_fraction: float = 0.75,
+    background_video: str | Path | None = None,
+    workers: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    **options: object,
+) -> SyntheticInfo:
+    """Write the synthetic data set to ``out_dir`` (layout in the module docstring).
+
+    A set already there with identical settings is reused unless ``force``. ``workers`` > 0
+    renders in that many processes. ``options`` set other :class:`SyntheticConfig` fields.
+    """
+    if not MIN_CLASSES <= num_classes <= len(CLASS_NAMES):
+        raise ValueError(f"num_classes must be in {MIN_CLASSES}..{len(CLASS_NAMES)}")
+    if videos_per_class < 2 or frames_per_video < 4 or size < 32:
+        raise ValueError("need videos_per_class >= 2, frames_per_video >= 4, size >= 32")
+    cfg = SyntheticConfig(
+        seed=seed, num_classes=num_classes, videos_per_class=videos_per_class,
+        frames_per_video=frames_per_video, size=size, fps=fps, train_fraction=train_fraction,
+        background_video=str(background_video) if background_video else None,
+        **options,  # type: ignore[arg-type]
+    )
+    codec = cfg.codec or pick_codec()
+    ext = ".mp4" if codec == "libx264" else ".avi"
+    out = Path(out_dir)
+    classes = list(CLASS_NAMES[:num_classes])
+    meta_file = out / "videos.json"
+    settings = {**asdict(cfg), "codec": codec}
+    if meta_file.is_file() and not force:
+        meta = json.loads(meta_file.read_text())
+        if meta.get("settings") == settings:
+            splits = json.loads((out / "splits.json").read_text())
+            return SyntheticInfo(out, classes, splits["train"], splits["test"], reused=True)
+    start = time.perf_counter()
+    jobs, info = [], SyntheticInfo(out, classes)
+    n_train = max(1, min(videos_per_class - 1, round(videos_per_class * train_fraction)))
+    for label, name in enumerate(classes):
+        (out / name).mkdir(parents=True, exist_ok=True)
+        order = np.random.default_rng([seed, label, 1 << 30]).permutation(videos_per_class)
+        train_ids = set(order[:n_train].tolist())
+        for i in range(videos_per_class):
+            rel = f"{name}/{name}_{i:04d}{ext}"
+            (info.train if i in train_ids else info.test).append(rel)
+            jobs.append((cfg, name, label, i, str(out / rel), codec))
+    bar = dict(total=len(jobs), desc="synthetic videos", disable=not progress)
+    if workers > 0:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(tqdm(pool.map(_make_one, jobs, chunksize=8), **bar))
+    else:
+        results = [_make_one(j) for j in tqdm(jobs, **bar)]
+    (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
+    (out / "splits.json").write_text(json.dumps({"train": info.train, "test": info.test},
+                                                indent=1))
+    videos = {str(Path(p).relative_to(out)): facts for p, facts in results}
+    meta_file.write_text(json.dumps({"settings": settings, "classes": CLASS_DESCRIPTIONS,
+                                     "videos": videos}, indent=1))
+    info.seconds = time.perf_counter() - start
+    log.info("wrote %d synthetic videos to %s in %.1f s", len(jobs), out, info.seconds)
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rsee_ros.data.synthetic OUT [--seed ...]``."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out_dir")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--num-classes", type=int, default=12)
+    ap.add_argument("--videos-per-class", type=int, default=60)
+    ap.add_argument("--frames-per-video", type=int, default=16)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--fps", type=int, default=8)
+    ap.add_argument("--background-video", default=None)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--force", action="store_true")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    info = make_synthetic_dataset(
+        a.out_dir, a.seed, a.num_classes, a.videos_per_class, a.frames_per_video, a.size,
+        fps=a.fps, background_video=a.background_video, workers=a.workers, force=a.force,
+    )
+    print(f"{len(info.train)} train + {len(info.test)} test videos, {len(info.classes)} classes "
+          f"in {info.out_dir} ({'reused' if info.reused else f'{info.seconds:.1f} s'})")
+
+
+if __name__ == "__main__":
+    main()

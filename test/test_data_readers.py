@@ -1,0 +1,409 @@
+"""Tests of rsee_ros.data: decoding, sampling, the data set readers, the data set and the cache.
+
+Miniature UCF101 / HMDB51 trees in their official layouts, class folders and rosbag2 bags are
+written by the tests themselves (tiny videos encoded with PyAV).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from rsee_ros.data import (
+    VideoDataset,
+    VideoDecodeError,
+    cache_dataset,
+    count_frames,
+    eval_transform,
+    load_bag_labels,
+    load_split,
+    read_class_folders,
+    read_frames,
+    read_hmdb51,
+    read_rosbag,
+    read_ucf101,
+    read_video,
+    sample_indices,
+)
+from rsee_ros.data import video as video_mod
+from rsee_ros.data.synthetic import write_video
+
+H, W, N = 24, 32, 10  # tiny videos: 32x24, 10 frames
+SIZE, T = 32, 4  # model resolution and frames per clip in these tests
+
+
+def frames_with_ids(n: int = N, h: int = H, w: int = W) -> np.ndarray:
+    """Frames whose left half is grey level 20 * i (i = frame index): survives lossy coding."""
+    f = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        f[i, :, : w // 2] = 20 * i
+        f[i, :, w // 2 :] = (40, 200, 90)
+    return f
+
+
+def frame_id(frame: np.ndarray) -> int:
+    return int(round(float(frame[4:-4, 2 : W // 2 - 2].mean()) / 20))
+
+
+def write_clip(path: Path, n: int = N) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = "mpeg4" if path.suffix == ".avi" else "libx264"
+    write_video(path, frames_with_ids(n), fps=10, codec=codec)
+
+
+# --------------------------------------------------------------------------- video decoding
+
+
+def test_read_frames_any_order_with_repeats(tmp_path: Path) -> None:
+    path = tmp_path / "clip.avi"
+    write_clip(path)
+    assert count_frames(path) == N
+    got = read_frames(path, [7, 0, 7, 3])
+    assert got.shape == (4, H, W, 3) and got.dtype == np.uint8
+    assert [frame_id(f) for f in got] == [7, 0, 7, 3]
+    assert len(read_video(path)) == N
+    # indices past the end give the last frame
+    assert frame_id(read_frames(path, [N + 5])[0]) == N - 1
+
+
+def test_opencv_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "clip.mp4"
+    write_clip(path)
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("PyAV disabled for this test")
+
+    monkeypatch.setattr(video_mod, "_pyav_read", broken)
+    monkeypatch.setattr(video_mod, "_pyav_info", broken)
+    assert count_frames(path) == N
+    assert [frame_id(f) for f in read_frames(path, [2, 5])] == [2, 5]
+
+
+def test_corrupt_file_names_itself(tmp_path: Path) -> None:
+    bad = tmp_path / "v_Broken_g01_c01.avi"
+    bad.write_bytes(b"this is not a video" * 50)
+    with pytest.raises(VideoDecodeError, match="v_Broken_g01_c01.avi") as err:
+        read_frames(bad, [0])
+    assert err.value.path == str(bad)
+    with pytest.raises(VideoDecodeError, match="v_Broken_g01_c01.avi"):
+        count_frames(bad)
+
+
+def test_frame_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames_with_ids(12)):  # natural order: img_2 before img_10
+        cv2.imwrite(str(folder / f"img_{i + 1}.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    assert count_frames(folder) == 12
+    got = read_frames(folder, [11, 1, 9])
+    assert [frame_id(f) for f in got] == [11, 1, 9]
+    assert np.array_equal(got[1], frames_with_ids(12)[1])  # PNG is lossless
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_sampling_test_mode_takes_segment_centres() -> None:
+    assert sample_indices(16, 4).tolist() == [2, 6, 10, 14]
+    assert sample_indices(3, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]  # short video repeats
+    assert sample_indices(1, 3).tolist() == [0, 0, 0]
+
+
+def test_sampling_train_mode_stays_in_segments() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = sample_indices(40, 8, train=True, rng=rng)
+        assert all(5 * i <= j < 5 * (i + 1) for i, j in enumerate(idx))
+    a = sample_indices(100, 8, train=True, rng=np.random.default_rng(3))
+    b = sample_indices(100, 8, train=True, rng=np.random.default_rng(3))
+    assert a.tolist() == b.tolist()
+    short = sample_indices(3, 8, train=True, rng=rng)
+    assert len(short) == 8 and short.max() <= 2 and np.all(np.diff(short) >= 0)
+    with pytest.raises(ValueError):
+        sample_indices(0, 4)
+
+
+# --------------------------------------------------------------------------- UCF101
+
+
+UCF_CLASSES = ["ApplyEyeMakeup", "Archery", "HandstandPushups"]
+
+
+def make_ucf(root: Path) -> tuple[Path, Path]:
+    """UCF-101/<Class>/v_<Class>_gXX_c01.avi, groups 1-3; split k tests group k."""
+    videos, ann = root / "UCF-101", root / "ucfTrainTestlist"
+    ann.mkdir(parents=True)
+    (ann / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(UCF_CLASSES)))
+    rels = []
+    for c in UCF_CLASSES:
+        stem = "HandStandPushups" if c == "HandstandPushups" else c  # the real data set's quirk
+        for g in (1, 2, 3):
+            rel = f"{c}/v_{stem}_g{g:02d}_c01.avi"
+            write_clip(videos / rel, n=N + g)
+            rels.append((rel, UCF_CLASSES.index(c), g))
+    corrupt = "Archery/v_Archery_g03_c02.avi"
+    (videos / corrupt).write_bytes(b"\x00garbage" * 100)
+    rels.append((corrupt, 1, 3))
+    for k in (1, 2, 3):
+        train = "".join(f"{r} {label + 1}\r\n" for r, label, g in rels if g != k)
+        test = "".join(f"{r}\r\n" for r, _, g in rels if g == k)
+        (ann / f"trainlist0{k}.txt").write_text(train + "ApplyEyeMakeup/v_missing.avi 1\n")
+        (ann / f"testlist0{k}.txt").write_text(test)
+    return videos, ann
+
+
+@pytest.fixture(scope="module")
+def ucf(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_ucf(tmp_path_factory.mktemp("ucf"))
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_ucf101_splits(ucf: tuple[Path, Path], split: int) -> None:
+    videos, ann = ucf
+    s = read_ucf101(videos, ann, split=split)
+    assert s.classes == UCF_CLASSES
+    test_groups = {f"_g{split:02d}_" in r.name for r in s.test}
+    assert test_groups == {True}
+    assert not any(f"_g{split:02d}_" in r.name for r in s.train)
+    n_corrupt_test = 1 if split == 3 else 0
+    assert len(s.test) == 3 + n_corrupt_test and len(s.train) == 6 + 1 - n_corrupt_test
+    assert s.missing == ["ApplyEyeMakeup/v_missing.avi"]
+    for r in s.train + s.test:  # labels from the list (train) and the class folder (test)
+        assert UCF_CLASSES[r.label] == Path(r.path).parent.name
+    assert load_split("ucf101", videos, annotations=ann, split=split).test == s.test
+
+
+def test_ucf101_default_annotation_dir_and_bad_split(ucf: tuple[Path, Path]) -> None:
+    videos, _ = ucf
+    assert len(read_ucf101(videos).test) == 3  # found beside the video root
+    with pytest.raises(ValueError):
+        read_ucf101(videos, split=4)
+
+
+def test_dataset_skips_corrupt_video(
+    ucf: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    videos, ann = ucf
+    records = read_ucf101(videos, ann, split=3).test
+    with caplog.at_level(logging.WARNING):
+        ds = VideoDataset(records, T, SIZE, progress=False)
+    assert ds.skipped == ["v_Archery_g03_c02"]
+    assert "v_Archery_g03_c02" in caplog.text and "skipped 1 of 4" in caplog.text
+    assert len(ds) == 3
+    frames, label, index = ds[1]
+    assert frames.shape == (T, 3, SIZE, SIZE) and frames.dtype == torch.float32
+    assert label == ds.records[1].label and index == 1
+    # test mode: segment centres of N + 3 = 13 frames, test transform
+    idx = sample_indices(N + 3, T)
+    expected = eval_transform(read_frames(ds.records[1].path, idx), SIZE)
+    assert torch.equal(frames, expected)
+
+
+def test_dataset_train_mode_is_seeded_by_torch(ucf: tuple[Path, Path]) -> None:
+    videos, ann = ucf
+    ds = VideoDataset(read_ucf101(videos, ann, split=1).train, T, SIZE, train=True, progress=False)
+    torch.manual_seed(5)
+    a = ds[0][0]
+    torch.manual_seed(5)
+    b = ds[0][0]
+    assert torch.equal(a, b) and a.shape == (T, 3, SIZE, SIZE)
+
+
+def test_getitem_failure_falls_through(ucf: tuple[Path, Path], tmp_path: Path) -> None:
+    videos, ann = ucf
+    records = read_ucf101(videos, ann, split=1).test
+    ds = VideoDataset(records, T, SIZE, progress=False)
+    broken = tmp_path / "gone.avi"
+    write_clip(broken)
+    ds.records[0] = type(ds.records[0])(str(broken), 0, "gone")
+    broken.write_bytes(b"now garbage")
+    frames, label, index = ds[0]
+    assert index == 1 and "gone" in ds.skipped
+
+
+# --------------------------------------------------------------------------- HMDB51
+
+
+def make_hmdb(root: Path) -> tuple[Path, Path]:
+    videos, splits = root / "hmdb51", root / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    classes = ["brush_hair", "cartwheel"]
+    for c in classes:
+        names = [f"{c}_clip_{i}_f_cm_np1_fr_med_{i}.avi" for i in range(4)]
+        for name in names:
+            write_clip(videos / c / name, n=6)
+        for k in (1, 2, 3):
+            # video i: train (1) / test (2) rotated by split; video 3 unused (0) in every split
+            ids = [1 + (i + k) % 2 for i in range(3)] + [0]
+            (splits / f"{c}_test_split{k}.txt").write_text(
+                "".join(f"{n} {j} \n" for n, j in zip(names, ids, strict=True))
+            )
+    return videos, splits
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_hmdb51_splits(tmp_path: Path, split: int) -> None:
+    videos, splits = make_hmdb(tmp_path)
+    s = read_hmdb51(videos, splits, split=split)
+    assert s.classes == ["brush_hair", "cartwheel"]
+    assert len(s.train) + len(s.test) == 6 and not s.missing
+    for r in s.train + s.test:
+        assert s.classes[r.label] == Path(r.path).parent.name
+        i = int(r.name.split("_clip_")[1].split("_")[0])
+        assert i != 3  # unused video left out
+        assert (r in s.train) == ((i + split) % 2 == 0)
+    ds = VideoDataset(s.test, T, SIZE, progress=False)
+    assert ds[0][0].shape == (T, 3, SIZE, SIZE) and not ds.skipped
+
+
+# --------------------------------------------------------------------------- class folders
+
+
+def make_folders(root: Path) -> None:
+    for c in ("jump", "wave"):
+        for i in range(5):
+            folder = root / c / f"{c}_{i}"
+            folder.mkdir(parents=True)
+            for j, f in enumerate(frames_with_ids(6)):
+                cv2.imwrite(str(folder / f"{j:05d}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        write_clip(root / c / f"{c}_video.mp4", n=8)
+    (root / "notes").mkdir()  # a folder without videos is not a class
+
+
+def test_class_folders_hash_split(tmp_path: Path) -> None:
+    make_folders(tmp_path)
+    s = read_class_folders(tmp_path)
+    assert s.classes == ["jump", "wave"]
+    assert len(s.train) + len(s.test) == 12
+    assert s.train == read_class_folders(tmp_path).train  # deterministic
+    assert len(read_class_folders(tmp_path, train_fraction=1.0).test) == 0
+    assert len(read_class_folders(tmp_path, train_fraction=0.0).train) == 0
+    ds = VideoDataset(s.train + s.test, T, SIZE, progress=False)
+    assert len(ds) == 12 and not ds.skipped
+    assert ds[0][0].shape == (T, 3, SIZE, SIZE)
+
+
+def test_class_folders_split_file_and_class_order(tmp_path: Path) -> None:
+    make_folders(tmp_path)
+    (tmp_path / "classes.txt").write_text("wave\njump\n")
+    (tmp_path / "splits.json").write_text(
+        json.dumps(
+            {"train": ["jump/jump_0", "wave/wave_video.mp4"], "test": ["wave/wave_1", "jump/nope"]}
+        )
+    )
+    s = load_split("folder", tmp_path)
+    assert s.classes == ["wave", "jump"]
+    assert [(r.name, r.label) for r in s.train] == [("jump_0", 1), ("wave_video", 0)]
+    assert [r.name for r in s.test] == ["wave_1"] and s.missing == ["jump/nope"]
+
+
+# --------------------------------------------------------------------------- rosbag2
+
+
+def write_bag(path: Path, storage: str, n: int = 30, compressed: bool = False) -> None:
+    """A bag with n frames at 10 Hz on /cam (frame id in the pixels) and one /other topic."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    Image = store.types["sensor_msgs/msg/Image"]
+    Compressed = store.types["sensor_msgs/msg/CompressedImage"]
+    Header = store.types["std_msgs/msg/Header"]
+    Time = store.types["builtin_interfaces/msg/Time"]
+    String = store.types["std_msgs/msg/String"]
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    t0 = 1_700_000_000 * 10**9
+    frames = frames_with_ids(13)  # grey levels stay below 255: ids cycle mod 13
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        msgtype = Compressed.__msgtype__ if compressed else Image.__msgtype__
+        cam = writer.add_connection("/cam", msgtype, typestore=store)
+        other = writer.add_connection("/other", String.__msgtype__, typestore=store)
+        writer.write(other, t0, store.serialize_cdr(String("start"), String.__msgtype__))
+        for i in range(n):
+            stamp = t0 + 500_000_000 + i * 100_000_000  # first frame 0.5 s after the bag start
+            header = Header(Time(stamp // 10**9, stamp % 10**9), "cam")
+            rgb = frames[i % 13]
+            if compressed:
+                ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+                msg = Compressed(header, "png", np.frombuffer(png.tobytes(), np.uint8))
+            else:
+                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+                msg = Image(header, H, W, "bgr8", 0, W * 3, bgr.reshape(-1))
+            writer.write(cam, stamp, store.serialize_cdr(msg, msgtype))
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_rosbag_yaml_segments(tmp_path: Path, storage: str) -> None:
+    bag = tmp_path / f"bag_{storage}"
+    write_bag(bag, storage, compressed=storage == "mcap")
+    # frames at 0.5, 0.6, ... 3.4 s from the bag start
+    (bag / "labels.yaml").write_text(
+        "topic: /cam\n"
+        "classes: [idle, wave]\n"
+        "segments:\n"
+        "  - {start: 0.0, end: 1.0, label: idle}\n"  # frames 0-4: one short window (>= 4)
+        "  - {start: 1.0, end: 2.2, label: wave, split: train}\n"  # frames 5-16: 1 window + rest
+        "  - {start: 2.2, label: idle}\n"  # frames 17-29: one full window
+    )
+    s = read_rosbag(bag, window=8)
+    assert s.classes == ["idle", "wave"]
+    assert [(r.label, r.window.num_frames) for r in s.train] == [(1, 8)]
+    assert [(r.label, r.window.num_frames) for r in s.test] == [(0, 5), (0, 8)]
+    ds = VideoDataset(s.train + s.test, 8, SIZE, progress=False)
+    assert not ds.skipped and ds[0][0].shape == (8, 3, SIZE, SIZE)
+    from rsee_ros.data import read_record_frames
+
+    got = read_record_frames(s.train[0], np.arange(8))
+    assert [frame_id(f) for f in got] == list(range(5, 13))
+    got = read_record_frames(s.test[1], [0, 7])
+    assert [frame_id(f) for f in got] == [17 % 13, 24 % 13]
+
+
+def test_rosbag_csv_and_whole_bag_label(tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    write_bag(bag, "sqlite3", n=20)
+    csv_file = tmp_path / "bag.labels.csv"
+    csv_file.write_text("start,end,label,split\n,1.5,clap,train\n1.5,,wave,\n")
+    labels = load_bag_labels(csv_file)
+    assert [(x.label, x.start, x.end, x.split) for x in labels.segments] == [
+        ("clap", None, 1.5, "train"),
+        ("wave", 1.5, None, "test"),
+    ]
+    s = read_rosbag(bag, window=10, topic="/cam")  # finds bag.labels.csv beside the bag
+    assert s.classes == ["clap", "wave"]
+    assert [r.window.num_frames for r in s.train] == [10] and len(s.test) == 1
+    (tmp_path / "whole.yaml").write_text("label: wave\nclasses: [clap, wave]\n")
+    whole = read_rosbag(bag, tmp_path / "whole.yaml", window=5, stride=5)
+    assert len(whole.test) == 4 and {r.label for r in whole.test} == {1}
+
+
+# --------------------------------------------------------------------------- frame cache
+
+
+def test_cache_matches_decoding_and_is_reused(ucf: tuple[Path, Path], tmp_path: Path) -> None:
+    videos, ann = ucf
+    ds = VideoDataset(read_ucf101(videos, ann, split=3).test, T, 224, progress=False)
+    cached = cache_dataset(ds, tmp_path / "cache", progress=False)
+    assert len(cached) == len(ds) and cached.skipped == ds.skipped
+    files = sorted((tmp_path / "cache").glob("*.npy"))
+    assert len(files) == len(ds)
+    assert np.load(files[0], mmap_mode="r").shape == (T, 256, 256, 3)
+    for i in range(len(ds)):  # K == T in test mode: same tensors as decoding (R - S even)
+        assert torch.equal(cached[i][0], ds[i][0]) and cached[i][1] == ds[i][1]
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    cache_dataset(ds, tmp_path / "cache", progress=False)
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+    train = VideoDataset(read_ucf101(videos, ann, split=3).train, T, 64, train=True, progress=False)
+    ctrain = cache_dataset(train, tmp_path / "cache", workers=1, progress=False)
+    assert len(ctrain) == len(train)
+    arr = np.load(ctrain.files[0], mmap_mode="r")
+    assert arr.shape == (2 * T, 73, 73, 3)  # K = 2T, R = round(64 * 256 / 224)
+    torch.manual_seed(0)
+    assert ctrain[0][0].shape == (T, 3, 64, 64)
