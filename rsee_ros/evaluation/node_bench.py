@@ -132,7 +132,7 @@ class BenchNodeError(RuntimeError):
 
 @dataclass
 class BenchNodeConfig:
-    """What :func:`run_node_bench` measures and how; :meth:`quick` gives the short test run."""
+    """What :func:`run_node_bench` measures and how; :meth:`quick_config` gives the short run."""
 
     checkpoint: str | Path
     duration_s: float = 300.0
