@@ -279,6 +279,11 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             start_epoch = int(state["epoch"]) + 1
             self.say(f"[{stage}] resuming after epoch {start_epoch} from {state_file}")
+        if stage == "joint" and start_epoch == 0:
+            skip_bias = settings.get("skip_bias_init")
+            if skip_bias is not None:  # start from a policy that mostly looks at frames
+                with torch.no_grad():
+                    model.selector.policy.bias[model.config.num_resolutions:] = float(skip_bias)
         self.dataset("train")
         wrapped: nn.Module = _StageForward(model)
         if self.distributed:
