@@ -4,15 +4,15 @@ Every video shows one or two objects on a procedural background (or on frames of
 background video). The class is what the objects do; colours, shapes, sizes, positions, speeds
 and backgrounds are random nuisances. The classes are chosen so a per-frame 2D CNN with global
 average pooling plus a recurrent accumulator can tell them apart: what changes over time is the
-objects' size, orientation, visible colours, visibility or contrast, not only their position
-(a turning hand hides a dial's hue that follows its angle; two stacked discs of different
-colours show one colour, parted they show two). Pairs such as
-grow/shrink are time reversals of each other, so they need an order-aware accumulator (a GRU);
-an order-free mean of frame features cannot separate them. Two pairs differ only in a fine
+objects' size, opacity, visible colours or visibility, not only their position (two stacked
+discs of different colours show one colour, parted they show two). Pairs such as grow/shrink
+are time reversals of each other, so they need an order-aware accumulator (a GRU); an
+order-free mean of frame features cannot separate them. Two pairs differ only in a fine
 luminance texture on the object (stripes vs dots, period 3 px): visible at the frame size and
 at 3/4 of it, averaged away when a frame is downsampled with antialiasing to 1/2 or 3/8 of it
-(224 -> 112 or 84). So generate with ``size`` equal to the model's largest resolution S: frames
-of 224 px fed to a model with S = 112 lose the texture already at S.
+(224 -> 112 or 84). So generate with ``size`` equal to the model's largest resolution S, or
+S * 256 / 224 (the test transform then only crops): frames of 224 px fed to a model with
+S = 112 lose the texture already at S.
 
 Some videos begin late (static or empty until a random onset frame), some have camera shake,
 and some frames are non-informative (blank, occluded, motion-blurred). ``videos.json`` records
@@ -43,17 +43,20 @@ from rsee_ros.data.video import iter_frames
 
 log = logging.getLogger(__name__)
 
-#: Class names in label order; the first ``num_classes`` are generated.
+#: Class names in label order; the first ``num_classes`` (default 12) are generated. The two
+#: rotation classes come last: their direction is a cyclic quantity (hue/angle), which frozen
+#: ImageNet features + GRU could not separate in a probe (see CLASS_DESCRIPTIONS).
 CLASS_NAMES: tuple[str, ...] = (
-    "grow", "shrink", "rotate_cw", "rotate_ccw", "split", "merge",
+    "grow", "shrink", "split", "merge", "fade_in", "fade_out",
     "slide_striped", "slide_dotted", "swing_striped", "swing_dotted",
-    "blink", "approach_leave", "fade_in", "fade_out",
+    "blink", "approach_leave", "rotate_cw", "rotate_ccw",
 )
 CLASS_DESCRIPTIONS: dict[str, str] = {
     "grow": "a plain object grows (size x2.2-3.2)",
     "shrink": "a plain object shrinks (time reversal of grow)",
-    "rotate_cw": "an opaque hand turns clockwise over a colour-wheel dial (12-22 deg/frame)",
-    "rotate_ccw": "the same, counter-clockwise",
+    "rotate_cw": "a window in a dark disc turns clockwise over a fixed colour wheel (12-22 "
+                 "deg/frame): the visible hue cycles one way",
+    "rotate_ccw": "the same, counter-clockwise: the hue cycles the other way",
     "split": "two discs/squares of different colours, stacked, move apart",
     "merge": "two discs/squares of different colours move together and stack (reversed split)",
     "slide_striped": "a finely striped object translates (stripes: 224 px detail)",
@@ -62,10 +65,11 @@ CLASS_DESCRIPTIONS: dict[str, str] = {
     "swing_dotted": "the same swing with a fine dot texture",
     "blink": "a plain object flashes on and off",
     "approach_leave": "a plain object grows then shrinks again",
-    "fade_in": "a plain object's contrast rises from faint to full",
-    "fade_out": "a plain object's contrast falls (time reversal of fade_in)",
+    "fade_in": "a plain object's opacity rises (from .08-.3 to .75-1)",
+    "fade_out": "a plain object's opacity falls (time reversal of fade_in)",
 }
 MIN_CLASSES = 10
+GENERATOR_VERSION = 2  # bump when the rendering changes: a set written by another is rebuilt
 REFERENCE_SIZE = 224  # geometry below is in pixels of a 224 x 224 frame and scales with size
 
 
@@ -113,8 +117,9 @@ class _Obj:
     sy: float  # half extent along v (a sector's half opening angle, radians)
     angle: float  # radians, image coordinates (y down): increasing angle turns clockwise
     color: np.ndarray  # (3,) float in [0, 1]
-    texture: str | None = None  # stripes, dots, wheel (hue = angle, clockwise) or None
+    texture: str | None = None  # stripes, dots, wheel or None
     alpha: float = 1.0
+    hue0: float = 0.0  # wheel: hue = (image-frame angle around the centre - hue0) / 2 pi
 
 
 class _Canvas:
@@ -162,8 +167,8 @@ class _Canvas:
         elif o.texture == "dots":  # same spatial frequency and variance as the stripes
             k = 2 * math.pi / (self.period * math.sqrt(2))
             col = col + (self.amp * math.sqrt(2) * np.sin(u * k) * np.sin(v * k))[..., None]
-        elif o.texture == "wheel":  # hue grows clockwise (image y points down)
-            hue = (np.arctan2(v, u) / (2 * math.pi)) % 1.0
+        elif o.texture == "wheel":  # fixed to the image frame; hue grows clockwise (y down)
+            hue = ((np.arctan2(y, x) - o.hue0) / (2 * math.pi)) % 1.0
             rgb = np.stack([np.abs(hue * 6 - 3) - 1, 2 - np.abs(hue * 6 - 2),
                             2 - np.abs(hue * 6 - 4)], -1)
             col = 0.8 * (0.35 + 0.65 * np.clip(rgb, 0, 1))
@@ -250,19 +255,19 @@ def _class_scene(
             return [_Obj(plain_shape, *at(k), r, r, angle0, color)]
         return scene
     if name in ("rotate_cw", "rotate_ccw"):
-        # The hand hides a part of the dial whose hue follows its angle, so the turn shows in
-        # globally pooled colour statistics, not only in the hand's orientation.
+        # A turning window in a dark disc shows the part of a fixed colour wheel it is over, so
+        # the turn shows in globally pooled colour statistics, not only in the window's angle.
         radius = rng.uniform(55, 75) * sc
-        half = math.radians(rng.uniform(25, 35))
+        half = math.radians(rng.uniform(30, 45))
         step = math.radians(rng.uniform(12, 22)) * (1 if name == "rotate_cw" else -1)
         hue0 = rng.uniform(0, 2 * math.pi)
-        grey = np.full(3, 0.5, np.float32)
-        hand = np.full(3, rng.uniform(0.04, 0.2), np.float32)  # dark: stands out on any hue
+        dark = np.full(3, rng.uniform(0.04, 0.2), np.float32)
 
         def scene(p: float, k: int, active: bool) -> list[_Obj]:
             x, y = at(k)
-            return [_Obj("disc", x, y, radius, radius, hue0, grey, "wheel"),
-                    _Obj("sector", x, y, radius + 1, half, angle0 + step * k, hand)]
+            return [_Obj("disc", x, y, radius, radius, 0.0, dark),
+                    _Obj("sector", x, y, radius, half, angle0 + step * k, dark, "wheel",
+                         hue0=hue0)]
         return scene
     if name in ("split", "merge"):
         shape = str(rng.choice(["disc", "square"]))
@@ -313,10 +318,11 @@ def _class_scene(
         return scene
     if name in ("fade_in", "fade_out"):
         r = rng.uniform(25, 50) * sc
+        lo, hi = rng.uniform(0.08, 0.3), rng.uniform(0.75, 1.0)
 
         def scene(p: float, k: int, active: bool) -> list[_Obj]:
             q = p if name == "fade_in" else 1 - p
-            return [_Obj(plain_shape, *at(k), r, r, angle0, color, alpha=0.12 + 0.88 * q)]
+            return [_Obj(plain_shape, *at(k), r, r, angle0, color, alpha=lo + (hi - lo) * q)]
         return scene
     raise ValueError(f"unknown synthetic class {name!r}")
 
@@ -472,7 +478,8 @@ def make_synthetic_dataset(
     out = Path(out_dir)
     classes = list(CLASS_NAMES[:num_classes])
     meta_file = out / "videos.json"
-    settings = {**asdict(cfg), "codec": codec}
+    settings = {**asdict(cfg), "codec": codec, "generator_version": GENERATOR_VERSION,
+                "classes": classes}
     if meta_file.is_file() and not force:
         meta = json.loads(meta_file.read_text())
         if meta.get("settings") == settings:
