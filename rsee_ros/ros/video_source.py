@@ -689,6 +689,15 @@ class VideoSource(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run rsee_ros video_source``; returns the exit status."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        # An interrupt that lands while shutting down (seen on Jazzy, where rclpy's handler
+        # chains to Python's) is still a requested stop, not a crash.
+        return 0
+
+
+def _run(args: list[str] | None) -> int:
     rclpy.init(args=args)
     node: VideoSource | None = None
     status = 0
