@@ -10,12 +10,10 @@ figures); prints the figures, the ratios against Uniform and PASS/MISS for each 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from rsee_ros.evaluation.common import DATA_KINDS, default_threads, jsonable
+from rsee_ros.evaluation.common import DATA_KINDS, default_threads, jsonable, write_json_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = jsonable(report)
     print(format_report(report))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    write_json_report(args.json, report)
     print(f"wrote {args.json}")
     return 0

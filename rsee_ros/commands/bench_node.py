@@ -12,15 +12,13 @@ a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from rsee_ros.evaluation.common import jsonable
+from rsee_ros.evaluation.common import jsonable, write_json_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -184,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
     report = jsonable(report)
     print(format_report(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        write_json_report(args.json, report)
         print(f"wrote {args.json}")
     return 0

@@ -11,7 +11,6 @@ Prints a compact table and writes the JSON report and the accuracy-versus-GFLOPs
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rsee_ros.evaluation.common import (
     BaselineCheckpoint,
     default_threads,
     jsonable,
+    write_json_report,
 )
 
 
@@ -164,8 +164,7 @@ def run(args: argparse.Namespace) -> int:
     report = jsonable(report)
     print(format_table(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        write_json_report(args.json, report)
         print(f"wrote {args.json}")
     if args.plot:
         plot_accuracy_vs_gflops(report, args.plot)

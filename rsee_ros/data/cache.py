@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
-from rsee_ros.data.datasets import VideoDataset, read_record_frames, torch_rng
+from rsee_ros.data.datasets import ClipDataset, VideoDataset, read_record_frames, torch_rng
 from rsee_ros.data.records import VideoRecord
 from rsee_ros.data.sampling import sample_indices
 from rsee_ros.data.transforms import DEFAULT_AUGMENT, ClipTransform, TrainAugment
@@ -86,7 +85,7 @@ def _cache_one(job: tuple[VideoRecord, int, int, int, str]) -> tuple[str | None,
     return str(target), None
 
 
-class CachedDataset(Dataset):
+class CachedDataset(ClipDataset):
     """Items are ``(frames (T, 3, S, S) float32, label, index)`` read from cache files."""
 
     def __init__(
@@ -107,14 +106,6 @@ class CachedDataset(Dataset):
         self.train = train
         self.transform = ClipTransform(size, train, augment)
         self.skipped = list(skipped or [])
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def labels(self) -> list[int]:
-        """Label of each item."""
-        return [r.label for r in self.records]
 
     def read_clip(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """T cached frames of item ``index`` (sampled as the module docstring says)."""

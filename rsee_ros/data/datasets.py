@@ -65,7 +65,21 @@ def probe_records(
     return kept, counts, skipped
 
 
-class VideoDataset(Dataset):
+class ClipDataset(Dataset):
+    """What the decoded and the cached data sets share: labelled ``records``, one item each."""
+
+    records: list[VideoRecord]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def labels(self) -> list[int]:
+        """Label of each item."""
+        return [r.label for r in self.records]
+
+
+class VideoDataset(ClipDataset):
     """Items are ``(frames (T, 3, S, S) float32, label, index)``.
 
     ``num_frames`` is T; ``size`` is S, the model's largest resolution. Train mode samples a
@@ -88,14 +102,6 @@ class VideoDataset(Dataset):
         self.train = train
         self.transform = ClipTransform(size, train, augment)
         self.records, self.frame_counts, self.skipped = probe_records(records, progress)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def labels(self) -> list[int]:
-        """Label of each item."""
-        return [r.label for r in self.records]
 
     def read_clip(self, index: int, rng: np.random.Generator | None = None) -> np.ndarray:
         """The T sampled frames of item ``index``, untransformed: (T, H, W, 3) uint8."""

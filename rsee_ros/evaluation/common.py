@@ -5,9 +5,11 @@ Imports nothing heavy (no torch, no numpy), so the command line can build its pa
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -64,3 +66,10 @@ def jsonable(value: Any) -> Any:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
     return value
+
+
+def write_json_report(path: str | Path, report: Any) -> None:
+    """Write a report as strict JSON (NaN not allowed: pass it through :func:`jsonable` first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
