@@ -25,6 +25,7 @@ The frame sources are plain Python classes (no rclpy) with a ``frames()`` iterat
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -692,9 +693,13 @@ def main(args: list[str] | None = None) -> int:
     try:
         return _run(args)
     except KeyboardInterrupt:
-        # An interrupt that lands while shutting down (seen on Jazzy, where rclpy's handler
-        # chains to Python's) is still a requested stop, not a crash.
+        # An interrupt that lands while shutting down (rclpy's handler chains to Python's) is
+        # still a requested stop, not a crash.
         return 0
+    finally:
+        # Shut down: a late trip of the SIGINT handler must not turn the exit into a death by
+        # signal after main() returned (seen as exit status -2 on Kilted and Jazzy).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run(args: list[str] | None) -> int:
