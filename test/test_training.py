@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.model import load_checkpoint
-from rsee_ros.training import STAGES, Trainer, load_train_config
+from rsee_ros.training import STAGES, Trainer, load_train_config, losses
 
 TINY_MODEL = [
     "model.resolutions=[64, 48, 40]", "model.selector_hidden=16", "model.accumulator_hidden=16",
@@ -105,3 +106,22 @@ def test_distillation_runs(tmp_path: Path, tiny_data: Path) -> None:
 def test_unknown_override_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown configuration key"):
         load_train_config(Path("config/train_synthetic.yaml"), ["train.nope=1"])
+
+
+def test_flops_budget_penalises_only_the_cost_above_the_target() -> None:
+    gmacs = torch.tensor([0.2, 0.6, 1.0], requires_grad=True)
+    plain = losses.efficiency_loss(gmacs, 1.0)
+    assert float(plain.detach()) == pytest.approx(0.6)
+    budget = losses.efficiency_loss(gmacs, 1.0, target=0.5)
+    assert float(budget.detach()) == pytest.approx((0.1 + 0.5) / 3)
+    budget.backward()
+    # a video already under budget gets no push towards skipping more
+    assert gmacs.grad is not None and gmacs.grad.tolist() == pytest.approx([0.0, 1 / 3, 1 / 3])
+
+
+def test_joint_stage_with_exact_estimator_and_flops_budget(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data, "train.compute_all_resolutions=true",
+                         "stages.joint.flops_target=0.3")
+    Trainer(config, progress=False, echo=lambda _: None).run(["warmup", "joint"])
+    joint = read_log(tmp_path / "run" / "joint")[0]
+    assert joint["flops"] >= 0.0 and joint["gflops_per_video"] > 0.0

@@ -24,9 +24,17 @@ def accuracy_loss(
     return (1 - step_weight) * final + step_weight * per_step
 
 
-def efficiency_loss(gmacs: torch.Tensor, uniform_gmacs: float) -> torch.Tensor:
-    """AR-Net's FLOPs term, as a fraction of what Uniform spends on the same video."""
-    return (gmacs / uniform_gmacs).mean()
+def efficiency_loss(
+    gmacs: torch.Tensor, uniform_gmacs: float, target: float | None = None
+) -> torch.Tensor:
+    """AR-Net's FLOPs term, as a fraction of what Uniform spends on the same video.
+
+    With ``target`` (a fraction), only the cost above it is penalised: a budget rather than a
+    push towards zero, so the policy is not driven onto skips once it is cheap enough."""
+    fraction = gmacs / uniform_gmacs
+    if target is None:
+        return fraction.mean()
+    return torch.relu(fraction - target).mean()
 
 
 def usage_balance_loss(decisions: torch.Tensor, looked_at: torch.Tensor) -> torch.Tensor:

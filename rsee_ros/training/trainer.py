@@ -367,7 +367,7 @@ class Trainer:
             )
             scaler.step(optimizer)
             scaler.update()
-            stats.loss += float(loss)
+            stats.loss += float(loss.detach())
             stats.add_parts(parts)
             stats.correct += int((logits.argmax(-1) == labels).sum())
             stats.seen += len(labels)
@@ -430,14 +430,18 @@ class Trainer:
                 float(stage_cfg["tau0"]), float(stage_cfg["tau_decay"]), epoch)
         out = TrainOutput(**wrapped(
             "train", frames, temperature=temperature,
-            compute_all_resolutions=bool(train_cfg["compute_all_resolutions"])))
+            # The exact estimator only matters while the selector learns (joint stage).
+            compute_all_resolutions=stage == "joint"
+            and bool(train_cfg["compute_all_resolutions"])))
         seen = out.processed.cumsum(1) > 0
         ce = losses.accuracy_loss(out.step_logits, labels, seen, step_weight)
         parts = {"ce": float(ce)}
         loss = ce
         if stage == "joint":
             alpha, beta = float(stage_cfg["alpha"]), float(stage_cfg["beta"])
-            flops = losses.efficiency_loss(out.gmacs, uniform)
+            target = stage_cfg.get("flops_target")
+            flops = losses.efficiency_loss(
+                out.gmacs, uniform, None if target is None else float(target))
             balance = losses.usage_balance_loss(out.decisions, out.looked_at)
             loss = (1 - alpha) * ce + alpha * flops + beta * balance
             parts.update({"flops": float(flops), "balance": float(balance),
