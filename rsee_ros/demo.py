@@ -178,17 +178,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rsee demo: ROS_DOMAIN_ID={domain}, DDS on loopback; model {checkpoint}; "
           f"{len(played)} clips of {clips.video.name} at {args.fps:g} fps", flush=True)
     rsee = _Child("rsee_node", "rsee_ros.ros.node", node_params)
-    # Started together: video_source waits until rsee_node subscribes (after loading the model).
-    source = _Child("video_source", "rsee_ros.ros.video_source", {
-        "source": "demo", "topic": CAMERA_TOPIC, "fps": float(args.fps),
-        "clip_pause_s": PAUSE_S, "wait_for_subscribers": True, "max_frames": played[-1].end,
-    })
+    source: _Child | None = None
     status = 1
     try:
-        if not spin_until(lambda: infos or rsee.proc.poll() is not None, args.timeout):
+        # video_source starts once this listener has discovered rsee_node's result topic, so the
+        # first clip's result cannot be published before anyone here listens; it then waits for
+        # rsee_node's image subscription and for this listener's ground-truth subscription.
+        if not spin_until(
+            lambda: (infos and node.count_publishers("/rsee_node/actions") > 0)
+            or rsee.proc.poll() is not None,
+            args.timeout,
+        ):
             raise _DemoError("rsee_node did not start in time", rsee)
         if not infos:
             raise _DemoError("rsee_node stopped", rsee)
+        source = _Child("video_source", "rsee_ros.ros.video_source", {
+            "source": "demo", "topic": CAMERA_TOPIC, "fps": float(args.fps),
+            "clip_pause_s": PAUSE_S, "wait_for_subscribers": True,
+            "wait_for_label_subscriber": True, "max_frames": played[-1].end,
+        })
         print(f"rsee_node ready: {len(infos[0].class_names)} classes, resolutions "
               f"{list(infos[0].resolutions)}; video_source is playing", flush=True)
         remaining = args.timeout - (time.monotonic() - start)

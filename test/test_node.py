@@ -472,12 +472,11 @@ def test_demo_runs_the_two_nodes_and_summarises(checkpoint: Path) -> None:
     out = proc.stdout
     assert f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}" in out
     rows = [line for line in out.splitlines() if "truth" in line]
-    # One window per clip (the pause between clips splits them). Known race: when discovery
-    # between the demo's listener and rsee_node is slow, the first clip's result is published
-    # before the listener matched and is lost, so one or two rows, in clip order.
-    assert 1 <= len(rows) <= 2, out
+    # One window per clip (the pause between clips splits them), none lost: video_source starts
+    # only after the demo's listener discovered rsee_node, and waits for its ground-truth reader.
+    assert len(rows) == 2, out
     labels = [c.label for c in load_clip_labels(DEMO_LABELS).clips[:2]]
-    assert [row.split("truth")[1].split()[0] for row in rows] == labels[2 - len(rows):], out
+    assert [row.split("truth")[1].split()[0] for row in rows] == labels, out
     for words in (f"windows: {len(rows)}",
                   f"accuracy against the clips' true labels: 0/{len(rows)}",
                   "GFLOPs per window", "latency p50", "0 frames dropped"):

@@ -346,6 +346,28 @@ def test_node_publishes_synthetic_frames(ctx: rclpy.Context) -> None:
 
 
 @pytest.mark.ros
+def test_node_waits_for_a_ground_truth_subscriber_when_asked(ctx: rclpy.Context) -> None:
+    topic = _topic("wait_labels")
+    images: list[Image] = []
+    viewer = rclpy.create_node("test_viewer", context=ctx)
+    viewer.create_subscription(Image, topic, images.append, 10)
+    node = _source(ctx, topic=topic, synthetic_size=32, synthetic_clip_frames=4, fps=200,
+                   max_frames=6, wait_for_subscribers=True, wait_for_label_subscriber=True)
+    sink = None
+    try:
+        assert not _run(ctx, [node, viewer], lambda: node.published > 0, timeout=1.5)
+        assert images == []  # an image subscriber alone is not enough
+        sink = _Sink(ctx, topic)
+        assert _run(ctx, [node, viewer, sink.node], _finished(node, sink, images=6, labels=2))
+        assert sink.labels == list(CLASS_NAMES[:2])  # the first clip's label is not lost
+    finally:
+        node.destroy_node()
+        viewer.destroy_node()
+        if sink is not None:
+            sink.node.destroy_node()
+
+
+@pytest.mark.ros
 def test_node_parameters(ctx: rclpy.Context) -> None:
     node = _source(ctx, topic=_topic("params"), fps=5.0)
     try:

@@ -428,6 +428,12 @@ PARAMETERS = (
     _Param("qos_depth", 10, "History depth of the image publisher.", int_range=(1, 1000)),
     _Param("wait_for_subscribers", False, "Publish nothing until the topic has a subscriber."),
     _Param(
+        "wait_for_label_subscriber",
+        False,
+        "With wait_for_subscribers: also wait for a subscriber on ~/ground_truth, so a listener "
+        "that scores results receives each label when its clip starts.",
+    ),
+    _Param(
         "clip_labels",
         "",
         "Clip label file (YAML, frame ranges) of a video source; labels go to ~/ground_truth. "
@@ -484,6 +490,7 @@ class VideoSource(Node):
         self._fps_param: float = p["fps"]
         self._original_stamps: bool = p["use_original_stamps"]
         self._wait_for_subscribers: bool = p["wait_for_subscribers"]
+        self._wait_for_label_subscriber: bool = p["wait_for_label_subscriber"]
         if self._original_stamps and not isinstance(self.source, RosbagSource):
             self.get_logger().warning("use_original_stamps applies to rosbags only: using now")
             self._original_stamps = False
@@ -603,12 +610,20 @@ class VideoSource(Node):
 
     # Publishing -------------------------------------------------------------------------------
 
+    def _subscribers_ready(self) -> bool:
+        if self._image_pub.get_subscription_count() == 0:
+            return False
+        return not self._wait_for_label_subscriber or self._label_pub.get_subscription_count() > 0
+
     def _on_timer(self) -> None:
         if self.done.done():
             return
-        if self._wait_for_subscribers and self._image_pub.get_subscription_count() == 0:
+        if self._wait_for_subscribers and not self._subscribers_ready():
             if not self._waiting_logged:
-                self.get_logger().info(f"waiting for a subscriber on {self._image_pub.topic_name}")
+                topics = [self._image_pub.topic_name]
+                if self._wait_for_label_subscriber:
+                    topics.append(self._label_pub.topic_name)
+                self.get_logger().info(f"waiting for subscribers on {', '.join(topics)}")
                 self._waiting_logged = True
             return
         now = time.monotonic()
