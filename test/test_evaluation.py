@@ -153,6 +153,20 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
 
+def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    out = setup["root"] / "eval_gate.json"
+    args = ["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+            "--frames", str(FRAMES), "--thresholds", "0.5", "--max-videos", "3",
+            "--batch-size", "3", "--threads", "1", "--exclude", "random", "--no-progress"]
+    assert main([*args, "--gate", "learned", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rsee"][0]["gate"] == "learned"
+    assert report["baselines"]["exit_only"][0]["gate"] == "learned"
+    with pytest.raises(SystemExit):
+        main([*args, "--gate", "sometimes"])
+    capsys.readouterr()
+
+
 def test_eval_rejects_bad_baseline(setup: dict[str, Path], capsys: pytest.CaptureFixture
                                    ) -> None:
     status = main(["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),

@@ -60,6 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random policy")
+    parser.add_argument("--gate", choices=["confidence", "learned"], default=None,
+                        help="exit rule for every method (default: the checkpoint's)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the accuracy-versus-GFLOPs plot here")
@@ -157,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device, batch_size=args.batch_size, workers=args.workers,
             max_videos=args.max_videos, seed=args.seed, options=options,
             cache_dir=args.cache_dir, wrap=wrap, progress=not args.no_progress,
+            gate=args.gate,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"rsee eval: {error}", file=sys.stderr)

@@ -82,11 +82,14 @@ def builtin_methods(
     seed: int = 0,
     exclude: Sequence[str] = (),
     model: str = MAIN,
+    gate: str | None = None,
 ) -> list[Method]:
-    """RSEE and the in-model baselines (see the module docstring) for one checkpoint."""
+    """RSEE and the in-model baselines (see the module docstring) for one checkpoint; ``gate``
+    (``confidence`` or ``learned``) overrides the checkpoint's exit rule for every method."""
     top = config.max_resolution
-    learned = InferenceSettings(policy="learned")
-    uniform = InferenceSettings(policy="uniform", fixed_resolution=top, exit_threshold=NEVER)
+    learned = InferenceSettings(policy="learned", gate=gate)
+    uniform = InferenceSettings(policy="uniform", fixed_resolution=top, exit_threshold=NEVER,
+                                gate=gate)
     methods = [Method("rsee", model, learned.with_changes(exit_threshold=t), True)
                for t in thresholds]
     methods.append(Method("uniform", model, uniform))
@@ -94,8 +97,8 @@ def builtin_methods(
         methods.append(Method(f"uniform_{r}", model, uniform.with_changes(fixed_resolution=r)))
     methods.append(Method("uniform_first_frame", model, uniform.with_changes(exit_threshold=0.0)))
     methods += [
-        Method("random", model, InferenceSettings(policy="random", exit_threshold=t, seed=seed),
-               True)
+        Method("random", model,
+               InferenceSettings(policy="random", exit_threshold=t, seed=seed, gate=gate), True)
         for t in thresholds
     ]
     methods.append(Method("resolution_only", model, learned.with_changes(exit_threshold=NEVER)))
@@ -409,6 +412,7 @@ def evaluate(
     cache_dir: str | None = None,
     wrap: Wrap | None = None,
     progress: bool = False,
+    gate: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint and its baselines on a data set; returns the JSON report.
 
@@ -426,7 +430,7 @@ def evaluate(
     unknown = sorted(set(exclude) - known)
     if unknown:
         raise ValueError(f"cannot exclude {unknown}: the in-model methods are {sorted(known)}")
-    methods = builtin_methods(main.config, thresholds, seed=seed, exclude=exclude)
+    methods = builtin_methods(main.config, thresholds, seed=seed, exclude=exclude, gate=gate)
     taken = {m.group for m in methods} | {"rsee", MAIN, *BUILTIN_BASELINES}
     taken |= {f"uniform_{r}" for r in main.config.resolutions}
     external: dict[str, Any] = {}
