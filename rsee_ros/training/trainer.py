@@ -410,7 +410,7 @@ class Trainer:
             if self.config["distill"].get("enabled"):
                 distill = self._distillation(model, wrapped, teacher, frames)
                 total = total + float(self.config["distill"]["feature_weight"]) * distill
-                parts["distill"] = float(distill)
+                parts["distill"] = float(distill.detach())
             total = total / len([k for k in parts if k.startswith("ce")])
             assert final_logits is not None
             return total, parts, final_logits.detach(), {
@@ -422,7 +422,7 @@ class Trainer:
                 float(stage_cfg["cost_per_step"]),
             )
             loss = losses.exit_gate_loss(out.exit_logits, targets, out.processed)
-            return loss, {"gate_bce": float(loss), "exit_pos": float(targets.mean())}, \
+            return loss, {"gate_bce": float(loss.detach()), "exit_pos": float(targets.mean())}, \
                 out.step_logits[:, -1].detach(), {"gmacs": out.gmacs.detach()}
         temperature = None
         if stage == "joint":
@@ -435,7 +435,7 @@ class Trainer:
             and bool(train_cfg["compute_all_resolutions"])))
         seen = out.processed.cumsum(1) > 0
         ce = losses.accuracy_loss(out.step_logits, labels, seen, step_weight)
-        parts = {"ce": float(ce)}
+        parts = {"ce": float(ce.detach())}
         loss = ce
         if stage == "joint":
             alpha, beta = float(stage_cfg["alpha"]), float(stage_cfg["beta"])
@@ -444,7 +444,7 @@ class Trainer:
                 out.gmacs, uniform, None if target is None else float(target))
             balance = losses.usage_balance_loss(out.decisions, out.looked_at)
             loss = (1 - alpha) * ce + alpha * flops + beta * balance
-            parts.update({"flops": float(flops), "balance": float(balance),
+            parts.update({"flops": float(flops.detach()), "balance": float(balance.detach()),
                           "tau": temperature or 0.0})
         usage = (out.decisions.detach() * out.looked_at.unsqueeze(-1)).sum((0, 1))
         return loss, parts, out.step_logits[:, -1].detach(), {
