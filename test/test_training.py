@@ -10,6 +10,7 @@ import torch
 
 from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.model import load_checkpoint
+from rsee_ros.model.selector import gumbel_decision
 from rsee_ros.training import STAGES, Trainer, load_train_config, losses
 
 TINY_MODEL = [
@@ -121,7 +122,24 @@ def test_flops_budget_penalises_only_the_cost_above_the_target() -> None:
 
 def test_joint_stage_with_exact_estimator_and_flops_budget(tmp_path: Path, tiny_data: Path) -> None:
     config = tiny_config(tmp_path, tiny_data, "train.compute_all_resolutions=true",
-                         "stages.joint.flops_target=0.3")
+                         "stages.joint.flops_target=0.3", "stages.joint.epochs=2",
+                         "stages.joint.noise_final=0.0")
     Trainer(config, progress=False, echo=lambda _: None).run(["warmup", "joint"])
-    joint = read_log(tmp_path / "run" / "joint")[0]
-    assert joint["flops"] >= 0.0 and joint["gflops_per_video"] > 0.0
+    first, last = read_log(tmp_path / "run" / "joint")[:2]
+    assert (first["noise"], last["noise"]) == (1.0, 0.0)
+    assert last["flops"] >= 0.0 and last["gflops_per_video"] > 0.0
+
+
+def test_noise_scale_anneals_the_joint_policy_to_its_argmax() -> None:
+    assert losses.noise_scale(0.0, 0, 3) == 1.0 and losses.noise_scale(0.0, 2, 3) == 0.0
+    assert losses.noise_scale(0.0, 1, 3) == pytest.approx(0.5)
+    assert losses.noise_scale(0.0, 0, 1) == 1.0
+    logits = torch.tensor([[0.1, 2.0, -1.0, 0.5]] * 64, requires_grad=True)
+    allowed = torch.tensor([True, True, True, False])
+    decision = gumbel_decision(logits, allowed, temperature=1.0, noise_scale=0.0)
+    assert torch.equal(decision.detach().argmax(-1), torch.ones(64, dtype=torch.long))
+    (decision * torch.tensor([1.0, -1.0, 0.0, 0.0])).sum().backward()
+    assert logits.grad is not None and logits.grad[:, 1].lt(0).all()  # straight-through
+    assert logits.grad[:, 3].eq(0).all()  # a masked action gets nothing
+    sampled = gumbel_decision(logits.detach(), allowed, temperature=1.0, noise_scale=1.0)
+    assert sampled[:, 3].eq(0).all() and sampled.argmax(-1).unique().numel() > 1

@@ -424,6 +424,7 @@ class RSEEModel(nn.Module):
         temperature: float | None,
         skip_enabled: bool = True,
         compute_all_resolutions: bool = False,
+        noise_scale: float = 1.0,
     ) -> TrainOutput:
         """Differentiable pass over ``(B, T, 3, S, S)`` videos for joint training.
 
@@ -432,6 +433,7 @@ class RSEEModel(nn.Module):
         skip covers are not looked at. ``compute_all_resolutions`` runs the backbone at every
         resolution and mixes by the one-hot sample (AR-Net's exact estimator, L times the cost);
         by default only the chosen resolution runs and carries the straight-through weight.
+        ``noise_scale`` scales the Gumbel noise (0: the argmax policy, still differentiable).
         No early exit here: ``step_logits`` are the predictions after every step.
         """
         cfg = self.config
@@ -469,7 +471,8 @@ class RSEEModel(nn.Module):
                 index = masked_argmax(logits, allowed.unsqueeze(0))
                 decision = F.one_hot(index, cfg.num_actions).float()
             else:
-                decision = gumbel_decision(logits, allowed.unsqueeze(0), temperature)
+                decision = gumbel_decision(logits, allowed.unsqueeze(0), temperature,
+                                           noise_scale)
             decision = decision * look.unsqueeze(1).float()
             action = decision.argmax(1)
             is_skip = look & (action >= num_res)

@@ -63,8 +63,16 @@ def masked_argmax(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
 
 
 def gumbel_decision(
-    logits: torch.Tensor, allowed: torch.Tensor, temperature: float
+    logits: torch.Tensor, allowed: torch.Tensor, temperature: float, noise_scale: float = 1.0
 ) -> torch.Tensor:
-    """Training decision: a hard one-hot Gumbel-softmax sample with straight-through gradients."""
+    """Training decision: a hard one-hot Gumbel-softmax sample with straight-through gradients.
+
+    ``noise_scale`` scales the Gumbel noise: 1 samples from the policy (AR-Net), 0 takes the
+    argmax the deployed selector will take, with the same straight-through gradient."""
     masked = logits.masked_fill(~allowed, float("-inf"))
-    return F.gumbel_softmax(masked, tau=temperature, hard=True, dim=-1)
+    if noise_scale == 1.0:
+        return F.gumbel_softmax(masked, tau=temperature, hard=True, dim=-1)
+    noise = -torch.empty_like(masked).exponential_().log() * noise_scale
+    soft = ((masked + noise) / temperature).softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
         "warmup": {"epochs": 5, "lr": 0.01},
         "joint": {"epochs": 8, "lr": 0.001, "alpha": 0.1, "beta": 0.3, "tau0": 5.0,
                   "tau_decay": 0.045, "selector_lr_scale": 10.0, "skip_bias_init": None,
-                  "flops_target": None},
+                  "flops_target": None, "noise_final": 1.0},
         "finetune": {"epochs": 4, "lr": 0.0005},
         "gate": {"epochs": 3, "lr": 0.001, "base_loss": 0.1, "cost_per_step": 0.05},
     },

@@ -84,3 +84,11 @@ def feature_map_distillation(student: torch.Tensor, teacher: torch.Tensor) -> to
 def gumbel_temperature(tau0: float, decay: float, epoch: int) -> float:
     """AR-Net's annealing: ``tau0 * exp(-decay * epoch)``."""
     return tau0 * float(torch.exp(torch.tensor(-decay * epoch)))
+
+
+def noise_scale(final: float, epoch: int, epochs: int) -> float:
+    """Gumbel noise scale of a joint epoch: 1 (sampling) in the first epoch, moving linearly to
+    ``final`` in the last (0: the last epoch trains the argmax policy that inference runs)."""
+    if epochs <= 1:
+        return 1.0
+    return 1.0 + (final - 1.0) * epoch / (epochs - 1)

@@ -424,12 +424,14 @@ class Trainer:
             loss = losses.exit_gate_loss(out.exit_logits, targets, out.processed)
             return loss, {"gate_bce": float(loss.detach()), "exit_pos": float(targets.mean())}, \
                 out.step_logits[:, -1].detach(), {"gmacs": out.gmacs.detach()}
-        temperature = None
+        temperature, noise = None, 1.0
         if stage == "joint":
             temperature = losses.gumbel_temperature(
                 float(stage_cfg["tau0"]), float(stage_cfg["tau_decay"]), epoch)
+            noise = losses.noise_scale(float(stage_cfg.get("noise_final", 1.0)), epoch,
+                                       int(stage_cfg["epochs"]))
         out = TrainOutput(**wrapped(
-            "train", frames, temperature=temperature,
+            "train", frames, temperature=temperature, noise_scale=noise,
             # The exact estimator only matters while the selector learns (joint stage).
             compute_all_resolutions=stage == "joint"
             and bool(train_cfg["compute_all_resolutions"])))
@@ -445,7 +447,7 @@ class Trainer:
             balance = losses.usage_balance_loss(out.decisions, out.looked_at)
             loss = (1 - alpha) * ce + alpha * flops + beta * balance
             parts.update({"flops": float(flops.detach()), "balance": float(balance.detach()),
-                          "tau": temperature or 0.0})
+                          "tau": temperature or 0.0, "noise": noise})
         usage = (out.decisions.detach() * out.looked_at.unsqueeze(-1)).sum((0, 1))
         return loss, parts, out.step_logits[:, -1].detach(), {
             "gmacs": out.gmacs.detach(), "usage": usage}
