@@ -464,6 +464,11 @@ class RseeNode(Node):
             self.drops.reject("queue full: inference slower than the cameras")
 
     def _work(self) -> None:
+        # The target_fps controller is fed the time this thread had work: from when a frame is
+        # taken, or, while frames are waiting, from the end of the previous one. So time lost
+        # between frames (the GIL held by the callback thread, CPU contention) counts against
+        # capacity, and in overload capacity_fps is the frame rate the node really processes.
+        backlog_since: float | None = None
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -478,7 +483,9 @@ class RseeNode(Node):
                 if self._stopping or not self.context.ok():
                     return
                 self.rejects.reject("inference_error", f"{item.topic}: {exc!r}")
-            busy = time.monotonic() - start
+            end = time.monotonic()
+            busy = end - (start if backlog_since is None else backlog_since)
+            backlog_since = end if self._queue else None
             with self._control_lock:
                 if self._controller is not None and self._controller.record(1, busy):
                     self.pipeline.update(**asdict(self._effective(self._user)))
