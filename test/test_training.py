@@ -143,3 +143,17 @@ def test_noise_scale_anneals_the_joint_policy_to_its_argmax() -> None:
     assert logits.grad[:, 3].eq(0).all()  # a masked action gets nothing
     sampled = gumbel_decision(logits.detach(), allowed, temperature=1.0, noise_scale=1.0)
     assert sampled[:, 3].eq(0).all() and sampled.argmax(-1).unique().numel() > 1
+
+
+def test_finetune_keeps_the_batchnorm_statistics_of_warmup(tmp_path: Path, tiny_data: Path
+                                                           ) -> None:
+    config = tiny_config(tmp_path, tiny_data)
+    Trainer(config, progress=False, echo=lambda _: None).run(["warmup", "joint", "finetune"])
+
+    def running_stats(stage: str) -> dict[str, torch.Tensor]:
+        state = load_checkpoint(tmp_path / "run" / stage / "model.pt").model.state_dict()
+        return {k: v.float() for k, v in state.items() if k.endswith("running_mean")}
+
+    joint, finetuned = running_stats("joint"), running_stats("finetune")
+    assert joint and joint.keys() == finetuned.keys()
+    assert all(torch.equal(joint[k], finetuned[k]) for k in joint)
