@@ -157,9 +157,12 @@ def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     out = setup["root"] / "eval_gate.json"
     args = ["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
             "--frames", str(FRAMES), "--thresholds", "0.5", "--max-videos", "3",
-            "--batch-size", "3", "--threads", "1", "--exclude", "random", "--no-progress"]
+            "--batch-size", "3", "--threads", "1", "--exclude", "random", "uniform_first_frame",
+            "--no-progress"]
     assert main([*args, "--gate", "learned", "--json", str(out)]) == 0
+    assert "-> not run" in capsys.readouterr().out  # the check lacks a baseline
     report = json.loads(out.read_text())
+    assert report["data_set_checks"]["passed"] is None
     assert report["rsee"][0]["gate"] == "learned"
     assert report["baselines"]["exit_only"][0]["gate"] == "learned"
     with pytest.raises(SystemExit):

@@ -127,7 +127,7 @@ def format_table(report: dict[str, Any]) -> str:
             "data set check (Uniform first frame / lowest resolution lose >= 10 points): "
             f"{_fmt(checks['uniform_first_frame_gap_points'], '.1f')} / "
             f"{_fmt(checks['uniform_lowest_gap_points'], '.1f')} points -> "
-            f"{'PASS' if checks['passed'] else 'MISS'}"
+            f"{ {True: 'PASS', False: 'MISS', None: 'not run'}[checks['passed']] }"
         )
     return "\n".join(lines)
 
