@@ -446,7 +446,7 @@ PARAMETERS = (
         "cycle",
         "Class of the synthetic clips.",
         constraints="cycle (one clip of each class in turn) or a class of the synthetic set "
-        "(grow, shrink, rotate_cw, ...: rsee_ros.data.synthetic.CLASS_NAMES)",
+        "(grow, shrink, split, ...: rsee_ros.data.synthetic.CLASS_NAMES)",
     ),
     _Param(
         "synthetic_num_classes",
