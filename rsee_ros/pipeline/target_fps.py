@@ -57,7 +57,7 @@ class TargetFpsController:
         period_s: float = 1.0,
         gain: float = 0.5,
         min_step: float = 0.02,
-        headroom: float = 0.25,
+        headroom: float = 0.1,
         min_frames: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

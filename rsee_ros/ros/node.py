@@ -465,10 +465,12 @@ class RseeNode(Node):
 
     def _work(self) -> None:
         # The target_fps controller is fed the time this thread had work: from when a frame is
-        # taken, or, while frames are waiting, from the end of the previous one. So time lost
-        # between frames (the GIL held by the callback thread, CPU contention) counts against
-        # capacity, and in overload capacity_fps is the frame rate the node really processes.
-        backlog_since: float | None = None
+        # taken, or from the end of the previous one when frames were waiting then or were
+        # dropped since (the callback thread queued a burst while this one waited for the GIL).
+        # So time lost between frames (GIL, CPU contention) counts against capacity, and in
+        # overload capacity_fps is the frame rate the node really processes.
+        previous_end: float | None = None
+        waiting, drops_then = False, self.drops.total
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -484,8 +486,11 @@ class RseeNode(Node):
                     return
                 self.rejects.reject("inference_error", f"{item.topic}: {exc!r}")
             end = time.monotonic()
-            busy = end - (start if backlog_since is None else backlog_since)
-            backlog_since = end if self._queue else None
+            busy_from = start
+            if previous_end is not None and (waiting or self.drops.total != drops_then):
+                busy_from = previous_end
+            busy = end - busy_from
+            previous_end, waiting, drops_then = end, bool(self._queue), self.drops.total
             with self._control_lock:
                 if self._controller is not None and self._controller.record(1, busy):
                     self.pipeline.update(**asdict(self._effective(self._user)))
