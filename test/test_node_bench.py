@@ -116,6 +116,13 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     assert t["frames_dropped"] == 0 and t["frames_lost_in_transport"] == 0
     assert t["results"] == t["results_expected"] and t["label_agreement"] == 1.0
     assert t["results_per_s"] > 0 and t["ratio_results_per_s"] > 0
+    # the reference is the mean of the in-process runs before and after the node's
+    after = inproc["after_node"]
+    assert after["results"] == inproc["results"] and after["frames_per_s"] > 0
+    assert t["reference_results_per_s"] == pytest.approx(
+        (inproc["steady_results_per_s"] + after["steady_results_per_s"]) / 2)
+    assert t["ratio_results_per_s"] == pytest.approx(
+        t["results_per_s"] / t["reference_results_per_s"])
 
     lat = report["latency"]
     for key in ("p50_ms", "p99_ms", "mean_ms", "max_ms", "node_latency_p50_ms",

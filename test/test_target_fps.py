@@ -101,3 +101,22 @@ def test_no_decision_without_enough_data() -> None:
     assert ctl.capacity_fps == pytest.approx(2.0) and out is not None and out.exit_threshold < 0.9
     clock.now = 5.5
     assert ctl.record(10, 0.01) is None  # a new period has not elapsed yet
+
+
+def test_capacity_is_the_handled_rate_in_a_period_with_drops() -> None:
+    """Time lost between frames (GIL, bursty delivery) hides from busy time; in overload the
+    controller steers by the frames really handled per second."""
+    clock = _Clock()
+    ctl = TargetFpsController(100, RESOLUTIONS, 0.9, clock=clock, period_s=1.0, min_frames=3)
+
+    def one_period(dropping: bool) -> None:
+        before, index = ctl.capacity_fps, 0
+        while ctl.capacity_fps is before:  # 80 frames a second, each 5 ms busy
+            clock.now += 1 / 80
+            ctl.record(1, 0.005, dropped=1 if dropping and index % 2 else 0)
+            index += 1
+
+    one_period(dropping=False)
+    assert ctl.capacity_fps == pytest.approx(200.0) and ctl.level == 0.0  # busy time: 200 fps
+    one_period(dropping=True)
+    assert ctl.capacity_fps == pytest.approx(80.0, rel=0.03) and ctl.level > 0.0

@@ -3,7 +3,10 @@
 The controlled quantity is the frame rate the pipeline can sustain, its *capacity*: frames
 handled per second of processing time (``frames / busy seconds`` over a measuring period). A
 capacity at or above the camera's rate means no frame is dropped; measuring busy time instead of
-wall time makes the figure independent of how fast frames happen to arrive.
+wall time makes the figure independent of how fast frames happen to arrive. In a period in which
+frames were dropped, the node was overloaded and the capacity is the rate it really handled,
+``frames / period seconds``: time lost between frames (the callback thread holding the GIL,
+bursty delivery into a short queue, CPU contention) then counts as well.
 
 One knob, the *level* ``u`` in [0, 1], maps to the two settings that cut compute:
 
@@ -77,6 +80,7 @@ class TargetFpsController:
         self._start = clock()
         self._frames = 0
         self._busy = 0.0
+        self._dropped = 0
         self._output = self._compute()
 
     # Configuration ----------------------------------------------------------------------------
@@ -109,22 +113,27 @@ class TargetFpsController:
     def reset(self, level: float = 0.0) -> ControlOutput:
         """Start over at ``level`` (0: full accuracy) with a fresh measuring period."""
         self.level = min(1.0, max(0.0, level))
-        self._start, self._frames, self._busy = self._clock(), 0, 0.0
+        self._start, self._frames, self._busy, self._dropped = self._clock(), 0, 0.0, 0
         self._output = self._compute()
         return self._output
 
     # Control ----------------------------------------------------------------------------------
 
-    def record(self, frames: int, busy_s: float) -> ControlOutput | None:
-        """Account ``frames`` handled in ``busy_s`` seconds; a new output when it changed."""
+    def record(self, frames: int, busy_s: float, dropped: int = 0) -> ControlOutput | None:
+        """Account ``frames`` handled in ``busy_s`` seconds (and ``dropped`` frames lost since
+        the last call); a new output when it changed."""
         self._frames += frames
         self._busy += max(0.0, busy_s)
+        self._dropped += dropped
         now = self._clock()
         if now - self._start < self.period_s or self._frames < self.min_frames:
             return None
-        capacity = self._frames / self._busy if self._busy > 0 else math.inf
+        if self._dropped:
+            capacity = self._frames / (now - self._start)
+        else:
+            capacity = self._frames / self._busy if self._busy > 0 else math.inf
         self.capacity_fps = capacity
-        self._start, self._frames, self._busy = now, 0, 0.0
+        self._start, self._frames, self._busy, self._dropped = now, 0, 0.0, 0
         error = math.log(self.target_fps / capacity) if math.isfinite(capacity) else -math.inf
         level = self.level
         if error > 0:

@@ -464,13 +464,7 @@ class RseeNode(Node):
             self.drops.reject("queue full: inference slower than the cameras")
 
     def _work(self) -> None:
-        # The target_fps controller is fed the time this thread had work: from when a frame is
-        # taken, or from the end of the previous one when frames were waiting then or were
-        # dropped since (the callback thread queued a burst while this one waited for the GIL).
-        # So time lost between frames (GIL, CPU contention) counts against capacity, and in
-        # overload capacity_fps is the frame rate the node really processes.
-        previous_end: float | None = None
-        waiting, drops_then = False, self.drops.total
+        drops_then = self.drops.total  # the target_fps controller also learns of the drops
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
@@ -485,14 +479,11 @@ class RseeNode(Node):
                 if self._stopping or not self.context.ok():
                     return
                 self.rejects.reject("inference_error", f"{item.topic}: {exc!r}")
-            end = time.monotonic()
-            busy_from = start
-            if previous_end is not None and (waiting or self.drops.total != drops_then):
-                busy_from = previous_end
-            busy = end - busy_from
-            previous_end, waiting, drops_then = end, bool(self._queue), self.drops.total
+            busy = time.monotonic() - start
+            drops = self.drops.total
+            dropped, drops_then = drops - drops_then, drops
             with self._control_lock:
-                if self._controller is not None and self._controller.record(1, busy):
+                if self._controller is not None and self._controller.record(1, busy, dropped):
                     self.pipeline.update(**asdict(self._effective(self._user)))
 
     def _handle(self, item: _Queued) -> None:
