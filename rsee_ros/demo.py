@@ -138,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def truth_for(stamp_s: float) -> str | None:
         # The ground truth of a clip is published just before its first frame; allow for DDS
-        # latency (well below the pause between clips).
-        label = None
+        # latency (well below the pause between clips). The first label can still arrive late
+        # (this reader matched video_source's writer after it started; transient-local
+        # durability delivers it then): a window that starts before any label arrived belongs
+        # to the first clip.
+        label = truths[0][1] if truths else None
         for arrival, value in truths:
             if arrival <= stamp_s + PAUSE_S / 2:
                 label = value
