@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,27 @@ def test_finetune_keeps_the_batchnorm_statistics_of_warmup(tmp_path: Path, tiny_
     joint, finetuned = running_stats("joint"), running_stats("finetune")
     assert joint and joint.keys() == finetuned.keys()
     assert all(torch.equal(joint[k], finetuned[k]) for k in joint)
+
+
+@pytest.mark.slow
+def test_distributed_training_with_torchrun(tmp_path: Path, tiny_data: Path) -> None:
+    """The same command under torchrun: two CPU processes (gloo), DistributedDataParallel."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = [
+        f"out_dir={tmp_path / 'run'}", f"data.root={tiny_data}", "data.frames=4",
+        f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=4", "train.eval_batch_size=8",
+        *TINY_MODEL, "stages.warmup.epochs=1", "stages.joint.epochs=1",
+        "stages.finetune.epochs=1", "stages.gate.epochs=1", "distill.enabled=true",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "rsee_ros.cli", "train",
+         "--config", "config/train_synthetic.yaml", "--no-progress", *overrides],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for stage in STAGES:
+        assert (tmp_path / "run" / stage / "model.pt").is_file()
+        assert len(read_log(tmp_path / "run" / stage)) == 1  # one log line per epoch (rank 0)
+    assert "distill" in read_log(tmp_path / "run" / "warmup")[0]
+    assert len(load_checkpoint(tmp_path / "run" / "gate" / "model.pt").class_names) == 10

@@ -68,10 +68,16 @@ class _StageForward(nn.Module):
         self.model = model
 
     def forward(self, mode: str, frames: torch.Tensor, **kwargs: Any) -> Any:
-        if mode == "uniform":
-            return self.model.uniform_step_logits(frames, kwargs["resolution_index"])
-        if mode == "feature_map":
-            return self.model.frame_feature_map(frames, kwargs["resolution_index"])
+        if mode == "warmup":
+            # Every pass of a warm-up step in one forward: DistributedDataParallel allows one
+            # forward per backward (a parameter must not be marked ready twice).
+            flat = frames.flatten(0, 1)
+            return {
+                "logits": [self.model.uniform_step_logits(frames, index)
+                           for index in kwargs["resolution_indices"]],
+                "feature_maps": [self.model.frame_feature_map(flat, index)
+                                 for index in kwargs.get("distill_indices", ())],
+            }
         if mode == "gate":
             with torch.no_grad():
                 out = self.model.forward_train(frames, temperature=None)
@@ -408,16 +414,19 @@ class Trainer:
             parts: dict[str, float] = {}
             seen = torch.ones(frames.shape[0], steps, dtype=torch.bool, device=frames.device)
             final_logits = None
-            for index in self._warmup_resolutions(model):
+            indices = self._warmup_resolutions(model)
+            distilling = bool(self.config["distill"].get("enabled"))
+            out = wrapped("warmup", frames, resolution_indices=indices, distill_indices=(
+                range(1, model.config.num_resolutions) if distilling else ()))
+            for index, step_logits in zip(indices, out["logits"], strict=True):
                 resolution = model.config.resolutions[index]
-                step_logits = wrapped("uniform", frames, resolution_index=index)
                 ce = losses.accuracy_loss(step_logits, labels, seen, step_weight)
                 total = total + ce
                 parts[f"ce{resolution}"] = float(ce.detach())
                 if index == 0:
                     final_logits = step_logits[:, -1]
-            if self.config["distill"].get("enabled"):
-                distill = self._distillation(model, wrapped, teacher, frames)
+            if distilling:
+                distill = self._distillation(model, teacher, frames, out["feature_maps"])
                 total = total + float(self.config["distill"]["feature_weight"]) * distill
                 parts["distill"] = float(distill.detach())
             total = total / len([k for k in parts if k.startswith("ce")])
@@ -485,18 +494,18 @@ class Trainer:
         return teacher
 
     def _distillation(
-        self, model: RSEEModel, wrapped: nn.Module, teacher: RSEEModel | None,
-        frames: torch.Tensor,
+        self, model: RSEEModel, teacher: RSEEModel | None, frames: torch.Tensor,
+        students: list[torch.Tensor],
     ) -> torch.Tensor:
-        flat = frames.flatten(0, 1)
+        """ResKD's feature-map term: the lower resolutions' maps (``students``, resolution 1
+        onwards) against the full-resolution map of the teacher (or of the model itself)."""
         with torch.no_grad():
             source = teacher or model
-            target = source.frame_feature_map(flat, 0)
+            target = source.frame_feature_map(frames.flatten(0, 1), 0)
         total = frames.new_zeros(())
-        for index in range(1, model.config.num_resolutions):
-            student = wrapped("feature_map", flat, resolution_index=index)
+        for student in students:
             total = total + losses.feature_map_distillation(student, target)
-        return total / max(model.config.num_resolutions - 1, 1)
+        return total / max(len(students), 1)
 
     # -------------------------------------------------------------- reports
     def _log_epoch(self, stage: str, epoch: int, epochs: int, stats: EpochStats, seconds: float,
