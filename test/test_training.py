@@ -30,15 +30,19 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def tiny_config(tmp_path: Path, data: Path, *extra: str):
-    overrides = [
+def tiny_overrides(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [
         f"out_dir={tmp_path / 'run'}", f"data.root={data}", "data.frames=4",
         f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=4", "train.eval_batch_size=8",
         *TINY_MODEL,
         "stages.warmup.epochs=1", "stages.joint.epochs=1", "stages.finetune.epochs=1",
         "stages.gate.epochs=1", *extra,
     ]
-    return load_train_config(Path("config/train_synthetic.yaml"), overrides)
+
+
+def tiny_config(tmp_path: Path, data: Path, *extra: str):
+    return load_train_config(Path("config/train_synthetic.yaml"),
+                             tiny_overrides(tmp_path, data, *extra))
 
 
 def read_log(folder: Path) -> list[dict]:
@@ -166,12 +170,7 @@ def test_finetune_keeps_the_batchnorm_statistics_of_warmup(tmp_path: Path, tiny_
 def test_distributed_training_with_torchrun(tmp_path: Path, tiny_data: Path) -> None:
     """The same command under torchrun: two CPU processes (gloo), DistributedDataParallel."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    overrides = [
-        f"out_dir={tmp_path / 'run'}", f"data.root={tiny_data}", "data.frames=4",
-        f"data.cache_dir={tmp_path / 'cache'}", "train.batch_size=4", "train.eval_batch_size=8",
-        *TINY_MODEL, "stages.warmup.epochs=1", "stages.joint.epochs=1",
-        "stages.finetune.epochs=1", "stages.gate.epochs=1", "distill.enabled=true",
-    ]
+    overrides = tiny_overrides(tmp_path, tiny_data, "distill.enabled=true")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "rsee_ros.cli", "train",

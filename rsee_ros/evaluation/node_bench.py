@@ -735,7 +735,6 @@ class _Bench:
         ids = [r[3] for r in results]
         common = min(len(ids), len(reference))
         agree = (sum(a == b for a, b in zip(ids, reference)) / common) if common else math.nan
-        reference_rate = inproc["steady_results_per_s"]
         return {
             "publish_rate_hz": publish_rate,
             "queue_size": self.depth,
@@ -755,9 +754,6 @@ class _Bench:
             # Frames per second of time spent inside the node's pipeline (its capacity_fps):
             # near frames_per_s when the node's overhead around the pipeline is small.
             "node_pipeline_fps": float(status[-1][1].capacity_fps) if status else math.nan,
-            "ratio_results_per_s": rate / reference_rate if reference_rate else math.nan,
-            "ratio_frames_per_s": (statistics.fmean(processed) / inproc["frames_per_s"])
-            if processed else math.nan,
         }
 
     # phases 3 and 4 ---------------------------------------------------------------------------
@@ -929,7 +925,7 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     return targets
 
 
-def _rebase_throughput(
+def _add_throughput_ratios(
     throughput: dict[str, Any], before: dict[str, Any], after: dict[str, Any]
 ) -> None:
     """Ratios of the node's throughput against the mean of the in-process runs before and
@@ -1036,7 +1032,7 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
             del frames
             report["in_process"]["after_node"] = again
             t = report["throughput"]
-            _rebase_throughput(t, inproc, again)
+            _add_throughput_ratios(t, inproc, again)
             log(f"in-process again: {again['frames_per_s']:.1f} frames/s; node: "
                 f"{t['results_per_s']:.2f} results/s (x{t['ratio_results_per_s']:.3f} of the "
                 f"in-process mean), {t['frames_dropped']} dropped")

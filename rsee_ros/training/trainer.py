@@ -354,7 +354,7 @@ class Trainer:
         stats = EpochStats()
         train_cfg = self.config["train"]
         stage_cfg = self.config["stages"][stage]
-        if stage == "finetune" or (stage == "joint" and not train_cfg["compute_all_resolutions"]):
+        if stage in ("joint", "finetune") and not self._exact_estimator(stage):
             # Only the rows whose policy chose a resolution go through its BatchNorm branch, often
             # one or two videos of a batch: their batch statistics are too noisy to normalise
             # with or to update the running ones (measured: Uniform at 56 px fell from 59% to
@@ -446,20 +446,18 @@ class Trainer:
         if stage == "joint":
             temperature = losses.gumbel_temperature(
                 float(stage_cfg["tau0"]), float(stage_cfg["tau_decay"]), epoch)
-            noise = losses.noise_scale(float(stage_cfg.get("noise_final", 1.0)), epoch,
+            noise = losses.noise_scale(float(stage_cfg["noise_final"]), epoch,
                                        int(stage_cfg["epochs"]))
         out = TrainOutput(**wrapped(
             "train", frames, temperature=temperature, noise_scale=noise,
-            # The exact estimator only matters while the selector learns (joint stage).
-            compute_all_resolutions=stage == "joint"
-            and bool(train_cfg["compute_all_resolutions"])))
+            compute_all_resolutions=self._exact_estimator(stage)))
         seen = out.processed.cumsum(1) > 0
         ce = losses.accuracy_loss(out.step_logits, labels, seen, step_weight)
         parts = {"ce": float(ce.detach())}
         loss = ce
         if stage == "joint":
             alpha, beta = float(stage_cfg["alpha"]), float(stage_cfg["beta"])
-            target = stage_cfg.get("flops_target")
+            target = stage_cfg["flops_target"]
             flops = losses.efficiency_loss(
                 out.gmacs, uniform, None if target is None else float(target))
             balance = losses.usage_balance_loss(out.decisions, out.looked_at)
@@ -469,6 +467,11 @@ class Trainer:
         usage = (out.decisions.detach() * out.looked_at.unsqueeze(-1)).sum((0, 1))
         return loss, parts, out.step_logits[:, -1].detach(), {
             "gmacs": out.gmacs.detach(), "usage": usage}
+
+    def _exact_estimator(self, stage: str) -> bool:
+        """Whether ``stage`` runs every resolution for every frame (AR-Net's exact estimator):
+        only while the selector learns (joint stage), when ``train.compute_all_resolutions``."""
+        return stage == "joint" and bool(self.config["train"]["compute_all_resolutions"])
 
     def _warmup_resolutions(self, model: RSEEModel) -> list[int]:
         """Resolution indices a warm-up batch trains: all of them, or the highest plus a random
