@@ -12,6 +12,7 @@ from rsee_ros.model import (
     StreamingSession,
     build_rsee,
 )
+from rsee_ros.model.flops import FlopsTable
 
 SMALL = (64, 48, 40)
 
@@ -39,7 +40,7 @@ def calibrate_batchnorm(model: torch.nn.Module, frames: torch.Tensor) -> None:
             module.momentum = None
     model.train()
     with torch.no_grad():
-        model.selector_features(frames)
+        model.selector_look(frames, torch.zeros(len(frames), model.accumulator.state_dim))
         for index in range(model.config.num_resolutions):
             model.frame_features(frames, index)
     model.eval()
@@ -79,10 +80,12 @@ def test_every_backbone_gives_features_and_predictions(name: str) -> None:
         {"accumulator": "mean"},
         {"accumulator": "max", "gate": "learned"},
         {"selector_shares_backbone": True, "selector_rnn": "gru"},
+        {"selector_shares_backbone": True, "selector_blocks": 7, "selector_sees_state": True},
         {"backbone_mode": "per_resolution",
          "per_resolution_backbones": ("resnet18", "mobilenet_v2", "mobilenet_v2")},
     ],
-    ids=["gru-acc", "mean-acc", "max-acc-learned-gate", "shared-selector", "per-resolution"],
+    ids=["gru-acc", "mean-acc", "max-acc-learned-gate", "shared-selector",
+         "partial-selector-with-state", "per-resolution"],
 )
 @pytest.mark.parametrize("threshold", [0.45, 0.8])
 def test_streaming_and_batched_make_the_same_decisions(variant: dict, threshold: float) -> None:
@@ -234,3 +237,37 @@ def test_invalid_configurations_are_refused() -> None:
         RSEEConfig(num_classes=3, resolutions=(84, 224))
     with pytest.raises(ValueError, match="unknown backbone"):
         build_rsee(RSEEConfig(num_classes=3, backbone="vgg"))
+
+
+def test_partial_selector_look_is_continued_not_recomputed() -> None:
+    model = diverse_model(selector_shares_backbone=True, selector_blocks=7,
+                          selector_sees_state=True)
+    frames = torch.randn(3, 3, 64, 64)
+    low_index = model.config.num_resolutions - 1
+    with torch.no_grad():
+        seen, reusable = model.selector_look(frames, torch.zeros(3, model.accumulator.state_dim))
+        assert seen.shape == (3, 32 + model.accumulator.state_dim)  # block 7: 32 channels
+        assert torch.allclose(model.reuse_features(reusable),
+                              model.frame_features(frames, low_index), atol=1e-5)
+    table = model.flops
+    low = model.config.selector_resolution
+    assert 0 < table.details["selector_cnn"] < table.backbone[low] / 2
+    assert table.backbone_cost(low, reused=True) == pytest.approx(
+        table.backbone[low] - table.details["selector_cnn"])
+    assert FlopsTable.from_dict(table.to_dict()).backbone_cost(low, reused=True) == \
+        pytest.approx(table.backbone_cost(low, reused=True))
+    # a frame processed at the lowest resolution pays for the backbone once (plus the
+    # selector's recurrent step and the head), not for the selector's blocks twice
+    out = model.infer_batch(torch.randn(4, 6, 3, 64, 64), exit_threshold=2.0,
+                            allowed_resolutions=(low,), skip_enabled=False)
+    per_frame = table.backbone[low] + table.details["selector_rnn"] + table.head
+    assert torch.allclose(out.gmacs, torch.full((4,), 6 * per_frame, dtype=torch.float64))
+
+
+def test_selector_blocks_need_the_shared_backbone() -> None:
+    with pytest.raises(ValueError, match="selector_blocks"):
+        RSEEConfig(num_classes=3, selector_blocks=7)
+    with pytest.raises(ValueError, match="selector_blocks"):
+        RSEEConfig(num_classes=3, selector_shares_backbone=True, selector_blocks=0)
+    with pytest.raises(ValueError, match="blocks must be between"):
+        build_rsee(RSEEConfig(num_classes=3, selector_shares_backbone=True, selector_blocks=19))

@@ -18,9 +18,14 @@ class FeatureAccumulator(nn.Module):
     ) -> None:
         super().__init__()
         self.kind = kind
-        self.state_dim = hidden_size if kind == "gru" else feature_dim
+        self.state_dim = self.state_size(kind, feature_dim, hidden_size)
         self.gru = nn.GRUCell(feature_dim, hidden_size) if kind == "gru" else None
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(self.state_dim, num_classes))
+
+    @staticmethod
+    def state_size(kind: str, feature_dim: int, hidden_size: int) -> int:
+        """Size of the video representation an accumulator of ``kind`` reads out."""
+        return hidden_size if kind == "gru" else feature_dim
 
     def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Empty state: nothing processed yet."""

@@ -42,6 +42,21 @@ class _PooledFeatures(nn.Module):
         """The trunk's last feature map ``(N, D, h, w)`` before pooling."""
         return self.trunk(x)
 
+    def head_blocks(self, x: torch.Tensor, blocks: int) -> torch.Tensor:
+        """The feature map after the trunk's first ``blocks`` blocks."""
+        return self.trunk[:blocks](x)
+
+    def finish(self, partial: torch.Tensor, blocks: int) -> torch.Tensor:
+        """Pooled features from a map that went through the first ``blocks`` blocks."""
+        return torch.flatten(self.pool(self.trunk[blocks:](partial)), 1)
+
+    def channels_after(self, blocks: int) -> int:
+        """Channels of the map after the first ``blocks`` blocks (the last convolution's)."""
+        if not 1 <= blocks < len(self.trunk):
+            raise ValueError(f"blocks must be between 1 and {len(self.trunk) - 1}, got {blocks}")
+        convs = [m for m in self.trunk[:blocks].modules() if isinstance(m, nn.Conv2d)]
+        return convs[-1].out_channels
+
 
 def _mobilenet_v2() -> nn.Module:
     return _PooledFeatures(models.mobilenet_v2(weights=None).features)
@@ -125,6 +140,16 @@ class MultiResolutionBackbone(nn.Module):
         """Unpooled feature map ``(N, D, h, w)`` (for feature-map distillation)."""
         self._select(resolution_index)
         return self.net.feature_map(x)
+
+    def partial(self, x: torch.Tensor, resolution_index: int, blocks: int) -> torch.Tensor:
+        """Feature map after the first ``blocks`` blocks (the shared selector's cheap look)."""
+        self._select(resolution_index)
+        return self.net.head_blocks(x, blocks)
+
+    def finish(self, partial: torch.Tensor, resolution_index: int, blocks: int) -> torch.Tensor:
+        """Pooled features ``(N, D)``, continuing a :meth:`partial` map through the rest."""
+        self._select(resolution_index)
+        return self.net.finish(partial, blocks)
 
     def _select(self, resolution_index: int) -> None:
         if not 0 <= resolution_index < self.num_resolutions:

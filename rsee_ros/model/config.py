@@ -21,7 +21,10 @@ class RSEEConfig:
     ``"per_resolution"`` is AR-Net's one backbone per resolution (``per_resolution_backbones``,
     highest resolution first; default: ``backbone`` at every resolution).
     ``selector_shares_backbone`` makes the selector look through the backbone at the lowest
-    resolution, so choosing that resolution reuses the selector's features (AR-Net's trick).
+    resolution, so choosing that resolution reuses the selector's features (AR-Net's trick);
+    ``selector_blocks`` limits that look to the backbone's first blocks (a cheaper selector whose
+    partial pass the lowest resolution continues from), and ``selector_sees_state`` also feeds the
+    selector the accumulated video representation (what has been seen so far).
     """
 
     num_classes: int
@@ -32,6 +35,8 @@ class RSEEConfig:
     per_resolution_backbones: tuple[str, ...] = ()
     selector_backbone: str = "mobilenet_v2"
     selector_shares_backbone: bool = False
+    selector_blocks: int | None = None
+    selector_sees_state: bool = False
     selector_rnn: str = "lstm"
     selector_hidden: int = 512
     accumulator: str = "gru"
@@ -73,6 +78,13 @@ class RSEEConfig:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}")
+        if self.selector_blocks is not None:
+            if not self.selector_shares_backbone or self.backbone_mode != "shared":
+                raise ValueError(
+                    "selector_blocks needs selector_shares_backbone and backbone_mode 'shared'"
+                )
+            if self.selector_blocks < 1:
+                raise ValueError(f"selector_blocks must be >= 1, got {self.selector_blocks}")
         if self.selector_rnn not in RNN_TYPES:
             raise ValueError(f"selector_rnn must be one of {RNN_TYPES}")
 

@@ -39,7 +39,9 @@ class FlopsTable:
     ``backbone`` maps resolution to the backbone's cost on one frame at that resolution;
     ``selector`` is paid on every frame the selector looks at (its CNN at the lowest resolution
     plus one recurrent step); ``head`` is paid on every processed frame (accumulator update,
-    classifier and exit gate).
+    classifier and exit gate). When the selector looks through the backbone, processing a frame
+    at the lowest resolution reuses its pass: ``reused_gmacs`` of that resolution's cost is
+    already paid (``None``: all of it, the selector ran the whole backbone).
     """
 
     backbone: dict[int, float]
@@ -47,11 +49,15 @@ class FlopsTable:
     head: float
     selector_reuses_backbone: bool = False
     details: dict[str, float] = field(default_factory=dict)
+    reused_gmacs: float | None = None
 
     def backbone_cost(self, resolution: int, *, reused: bool = False) -> float:
-        """Cost of processing one frame at ``resolution`` (0 when the selector's features are
-        reused for it)."""
-        return 0.0 if reused else self.backbone[int(resolution)]
+        """Cost of processing one frame at ``resolution``, less the selector's pass when it is
+        reused for it."""
+        full = self.backbone[int(resolution)]
+        if not reused:
+            return full
+        return 0.0 if self.reused_gmacs is None else full - self.reused_gmacs
 
     def uniform_video(self, resolution: int, frames: int, *, head: bool = True) -> float:
         """Cost of the Uniform baseline: every one of ``frames`` at ``resolution``."""
@@ -65,6 +71,7 @@ class FlopsTable:
             "selector": self.selector,
             "head": self.head,
             "selector_reuses_backbone": self.selector_reuses_backbone,
+            "reused_gmacs": self.reused_gmacs,
             "details": dict(self.details),
         }
 
@@ -77,6 +84,8 @@ class FlopsTable:
             head=float(data["head"]),
             selector_reuses_backbone=bool(data.get("selector_reuses_backbone", False)),
             details={k: float(v) for k, v in data.get("details", {}).items()},
+            reused_gmacs=(None if data.get("reused_gmacs") is None
+                          else float(data["reused_gmacs"])),
         )
 
 
@@ -86,3 +95,11 @@ def backbone_gmacs(name: str, resolutions: tuple[int, ...]) -> dict[int, float]:
 
     net = plain_feature_extractor(name)
     return {r: module_gmacs(net, torch.zeros(1, 3, r, r)) for r in resolutions}
+
+
+def partial_backbone_gmacs(name: str, blocks: int, resolution: int) -> float:
+    """GMACs of a registered backbone's first ``blocks`` blocks on one frame."""
+    from rsee_ros.model.backbones import plain_feature_extractor
+
+    net = plain_feature_extractor(name)
+    return module_gmacs(net.trunk[:blocks], torch.zeros(1, 3, resolution, resolution))

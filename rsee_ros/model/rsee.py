@@ -24,7 +24,13 @@ from rsee_ros.model.backbones import (
     plain_feature_extractor,
 )
 from rsee_ros.model.config import RSEEConfig
-from rsee_ros.model.flops import FlopsTable, backbone_gmacs, count_gmacs, module_gmacs
+from rsee_ros.model.flops import (
+    FlopsTable,
+    backbone_gmacs,
+    count_gmacs,
+    module_gmacs,
+    partial_backbone_gmacs,
+)
 from rsee_ros.model.gate import LearnedExitGate, confidence_exit_score, should_exit
 from rsee_ros.model.selector import (
     ResolutionSelector,
@@ -138,11 +144,18 @@ class RSEEModel(nn.Module):
         else:
             self.backbone = PerResolutionBackbones(names)
         feature_dim = self.backbone.feature_dim
-        if config.selector_shares_backbone:
+        if config.selector_blocks is not None:
+            selector_cnn = None
+            selector_dim = self.backbone.net.channels_after(config.selector_blocks)
+        elif config.selector_shares_backbone:
             selector_cnn, selector_dim = None, feature_dim
         else:
             selector_cnn = plain_feature_extractor(config.selector_backbone)
             selector_dim = backbone_spec(config.selector_backbone).feature_dim
+        if config.selector_sees_state:
+            selector_dim += FeatureAccumulator.state_size(
+                config.accumulator, feature_dim, config.accumulator_hidden
+            )
         self.selector = ResolutionSelector(
             cnn=selector_cnn, feature_dim=selector_dim, hidden_size=config.selector_hidden,
             num_actions=config.num_actions, rnn=config.selector_rnn,
@@ -198,7 +211,11 @@ class RSEEModel(nn.Module):
                         copy.deepcopy(projection).cpu(), torch.zeros(1, projection.in_features)
                     )
         low = cfg.selector_resolution
-        if cfg.selector_shares_backbone:
+        reused_gmacs = None
+        if cfg.selector_blocks is not None:
+            selector_cnn = partial_backbone_gmacs(cfg.backbone, cfg.selector_blocks, low)
+            reused_gmacs = selector_cnn
+        elif cfg.selector_shares_backbone:
             selector_cnn = backbone[low]
         else:
             selector_cnn = backbone_gmacs(cfg.selector_backbone, (low,))[low]
@@ -224,6 +241,7 @@ class RSEEModel(nn.Module):
             head=count_gmacs(head_step),
             selector_reuses_backbone=cfg.selector_shares_backbone,
             details={"selector_cnn": selector_cnn, "selector_rnn": selector_rnn},
+            reused_gmacs=reused_gmacs,
         )
 
     def frame_features(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
@@ -236,12 +254,38 @@ class RSEEModel(nn.Module):
         resolution = self.config.resolutions[resolution_index]
         return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
 
-    def selector_features(self, frames: torch.Tensor) -> torch.Tensor:
-        """What the selector sees: features of the frames at the lowest resolution."""
-        low = resize_frames(frames, self.config.selector_resolution)
-        if self.config.selector_shares_backbone:
-            return self.backbone(low, self.config.num_resolutions - 1)
-        return self.selector.features(low)
+    def selector_look(
+        self, frames: torch.Tensor, representation: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the selector sees of ``(N, 3, S, S)`` frames, and what the lowest resolution
+        can reuse of that look.
+
+        The selector looks at the frames at the lowest resolution (through its own CNN, the
+        whole backbone, or the backbone's first ``selector_blocks``), plus the accumulated
+        ``representation`` when ``selector_sees_state``. The reusable part (``None`` for a
+        separate selector CNN) goes to :meth:`reuse_features`.
+        """
+        cfg = self.config
+        low = resize_frames(frames, cfg.selector_resolution)
+        low_index = cfg.num_resolutions - 1
+        reusable: torch.Tensor | None
+        if cfg.selector_blocks is not None:
+            reusable = self.backbone.partial(low, low_index, cfg.selector_blocks)
+            seen = reusable.mean(dim=(2, 3))
+        elif cfg.selector_shares_backbone:
+            reusable = seen = self.backbone(low, low_index)
+        else:
+            reusable, seen = None, self.selector.features(low)
+        if cfg.selector_sees_state:
+            seen = torch.cat([seen, representation.detach()], 1)
+        return seen, reusable
+
+    def reuse_features(self, reusable: torch.Tensor) -> torch.Tensor:
+        """Lowest-resolution backbone features from the selector's look at the same frames."""
+        cfg = self.config
+        if cfg.selector_blocks is None:
+            return reusable
+        return self.backbone.finish(reusable, cfg.num_resolutions - 1, cfg.selector_blocks)
 
     def action_mask(self, settings: InferenceSettings) -> torch.Tensor:
         """Boolean ``(A,)`` mask of the actions the settings allow (at least one resolution)."""
@@ -316,16 +360,17 @@ class RSEEModel(nn.Module):
         rows = look.nonzero().squeeze(1)
         if rows.numel():
             if settings.policy == "learned":
-                feats = self.selector_features(frames[rows])
+                representation = self.accumulator.readout(state.accumulator)[rows]
+                seen, looked = self.selector_look(frames[rows], representation)
                 sel_state = tuple(s[rows] for s in state.selector)
-                logits, new_sel = self.selector.step(feats, sel_state)
+                logits, new_sel = self.selector.step(seen, sel_state)
                 for full, new in zip(state.selector, new_sel, strict=True):
                     full[rows] = new
                 actions[rows] = masked_argmax(logits, allowed.unsqueeze(0))
                 gmacs[rows] += self.flops.selector
-                if cfg.selector_shares_backbone:
-                    reusable = torch.zeros(batch, feats.shape[1], device=device)
-                    reusable[rows] = feats
+                if looked is not None:
+                    reusable = looked.new_zeros(batch, *looked.shape[1:])
+                    reusable[rows] = looked
             elif settings.policy == "uniform":
                 fixed = settings.fixed_resolution or cfg.max_resolution
                 actions[rows] = cfg.resolutions.index(fixed)
@@ -346,7 +391,7 @@ class RSEEModel(nn.Module):
                 continue
             reuse = reusable is not None and index == num_res - 1
             if reuse:
-                features[chosen] = reusable[chosen]
+                features[chosen] = self.reuse_features(reusable[chosen])
             else:
                 features[chosen] = self.frame_features(frames[chosen], index)
             cost = self.flops.backbone_cost(cfg.resolutions[index], reused=reuse)
@@ -461,8 +506,8 @@ class RSEEModel(nn.Module):
         for t in range(steps):
             frame = frames[:, t]
             look = skip_left == 0
-            feats = self.selector_features(frame)
-            logits, new_sel = self.selector.step(feats, sel_state)
+            seen, looked = self.selector_look(frame, previous)
+            logits, new_sel = self.selector.step(seen, sel_state)
             sel_state = tuple(
                 torch.where(look.unsqueeze(1), new, old)
                 for new, old in zip(new_sel, sel_state, strict=True)
@@ -489,8 +534,8 @@ class RSEEModel(nn.Module):
                 )
                 if not rows.numel():
                     continue
-                if cfg.selector_shares_backbone and index == num_res - 1:
-                    part = feats[rows]
+                if looked is not None and index == num_res - 1:
+                    part = self.reuse_features(looked[rows])
                 else:
                     part = self.frame_features(frame[rows], index)
                 features = features.index_add(0, rows, part * weight[rows].unsqueeze(1))
