@@ -16,7 +16,7 @@ from rsee_ros.commands.eval import parse_baselines
 from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.evaluation.bench import StreamRunner, bench_methods
 from rsee_ros.evaluation.common import jsonable, parse_threshold
-from rsee_ros.evaluation.evaluate import spread_indices
+from rsee_ros.evaluation.evaluate import curve_comparisons, spread_indices
 from rsee_ros.evaluation.metrics import (
     average_precision,
     exit_step_histogram,
@@ -150,6 +150,7 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert base["warm"]["policy"] == "uniform"  # warm-up checkpoint -> Uniform by default
     assert report["baseline_checkpoints"]["warm"]["mode"] == "uniform"
     assert "passed" in report["data_set_checks"]
+    assert set(report["curve_comparisons"]) == {"resolution_only", "exit_only"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
 
@@ -230,3 +231,22 @@ def test_streaming_backends_agree(setup: dict[str, Path]) -> None:
         a, b = pipe.run(clip), bare.run(clip)
         assert a.resolutions == b.resolutions and a.frames_pushed == b.frames_pushed
         assert a.gflops == pytest.approx(b.gflops) and a.prediction == b.prediction
+
+
+def test_curve_comparison_asks_for_fewer_gflops_at_equal_accuracy() -> None:
+    def point(threshold: float, top1: float, gflops: float) -> dict:
+        return {"threshold": threshold, "top1": top1, "gflops_per_video": gflops}
+
+    rsee = [point(0.5, 80.0, 0.2), point(0.7, 85.0, 0.4), point(0.9, 86.0, 0.6)]
+    exit_only = [point(0.5, 82.0, 0.3), point(0.7, 85.0, 0.5), point(0.9, 88.0, 0.55)]
+    resolution_only = point("inf", 84.0, 0.9)
+    result = curve_comparisons(rsee, {"exit_only": exit_only, "resolution_only": resolution_only})
+    ex = result["exit_only"]
+    # 80% costs exit-only 0.3 (its cheapest point with >= 80%), 85% 0.5, 86% only 0.55 < 0.6
+    assert [p["exit_only_gflops"] for p in ex["points"]] == [0.3, 0.5, 0.55]
+    assert [p["ahead"] for p in ex["points"]] == [True, True, False]
+    assert ex["ahead_up_to_top1"] == 85.0 and not ex["ahead_everywhere"]
+    res = result["resolution_only"]
+    # resolution-only never reaches 85% or 86%: RSEE is ahead there by definition
+    assert [p["resolution_only_gflops"] for p in res["points"]] == [0.9, None, None]
+    assert res["ahead_everywhere"] and res["ahead_up_to_top1"] == 86.0

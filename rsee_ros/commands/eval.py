@@ -129,6 +129,14 @@ def format_table(report: dict[str, Any]) -> str:
             f"{_fmt(checks['uniform_lowest_gap_points'], '.1f')} points -> "
             f"{ {True: 'PASS', False: 'MISS', None: 'not run'}[checks['passed']] }"
         )
+    for name, comparison in (report.get("curve_comparisons") or {}).items():
+        up_to = comparison["ahead_up_to_top1"]
+        ahead = sum(p["ahead"] for p in comparison["points"])
+        lines.append(
+            f"RSEE ahead of {name} (fewer GFLOPs at equal top-1) at {ahead}/"
+            f"{len(comparison['points'])} thresholds"
+            + ("" if up_to is None else f", at every one up to {up_to:.2f}% top-1")
+        )
     return "\n".join(lines)
 
 

@@ -394,6 +394,46 @@ def data_set_checks(baselines: Mapping[str, Any], resolutions: Sequence[int]) ->
     }
 
 
+def _cheapest_reaching(points: Sequence[Mapping[str, Any]], top1: float) -> float | None:
+    """Fewest GFLOPs per video among ``points`` with at least ``top1`` (None: none reach it)."""
+    costs = [p["gflops_per_video"] for p in points if p["top1"] >= top1 - 1e-9]
+    return min(costs) if costs else None
+
+
+def curve_comparisons(
+    rsee: Sequence[Mapping[str, Any]], baselines: Mapping[str, Any]
+) -> dict[str, Any]:
+    """RSEE's accuracy-versus-GFLOPs curve against Resolution-only's and Exit-only's.
+
+    For every RSEE operating point: the fewest GFLOPs the other method needs to reach the same
+    top-1 on any of its points (its curve as a step function, no interpolation), and whether
+    RSEE needs fewer ("ahead"; also when the other never reaches that accuracy).
+    ``ahead_up_to_top1`` is the highest RSEE accuracy up to which RSEE is ahead at every point.
+    """
+    out: dict[str, Any] = {}
+    for name in ("resolution_only", "exit_only"):
+        entry = baselines.get(name)
+        if entry is None or not rsee:
+            continue
+        others = entry if isinstance(entry, list) else [entry]
+        points = []
+        for point in sorted(rsee, key=lambda p: p["top1"]):
+            needed = _cheapest_reaching(others, point["top1"])
+            points.append({
+                "threshold": point["threshold"], "top1": point["top1"],
+                "rsee_gflops": point["gflops_per_video"], f"{name}_gflops": needed,
+                "ahead": needed is None or point["gflops_per_video"] < needed,
+            })
+        ahead_up_to = None
+        for point in points:
+            if not point["ahead"]:
+                break
+            ahead_up_to = point["top1"]
+        out[name] = {"points": points, "ahead_up_to_top1": ahead_up_to,
+                     "ahead_everywhere": all(p["ahead"] for p in points)}
+    return out
+
+
 def evaluate(
     checkpoint: str | Path,
     data: str | Path,
@@ -490,6 +530,7 @@ def evaluate(
         "rsee": rsee,
         "baselines": grouped,
         "data_set_checks": data_set_checks(grouped, main.config.resolutions),
+        "curve_comparisons": curve_comparisons(rsee, grouped),
     }
 
 
@@ -503,6 +544,7 @@ __all__ = [
     "batches_from",
     "builtin_methods",
     "checkpoint_methods",
+    "curve_comparisons",
     "data_config",
     "data_set_checks",
     "default_baseline_mode",
