@@ -15,6 +15,7 @@ from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.model import load_checkpoint
 from rsee_ros.model.selector import gumbel_decision
 from rsee_ros.training import STAGES, Trainer, load_train_config, losses
+from rsee_ros.training.trainer import amp_dtype
 
 TINY_MODEL = [
     "model.resolutions=[64, 48, 40]", "model.selector_hidden=16", "model.accumulator_hidden=16",
@@ -109,6 +110,36 @@ def test_distillation_runs(tmp_path: Path, tiny_data: Path) -> None:
     Trainer(config, progress=False, echo=lambda _: None).run(["warmup"])
     record = read_log(tmp_path / "run" / "warmup")[0]
     assert record["distill"] > 0
+
+
+def test_mixed_precision_runs_every_stage(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bfloat16 autocast on CPU takes the same code path as float16 on CUDA (no GPU here)."""
+    real_autocast, used = torch.autocast, []
+
+    def recording_autocast(device_type: str, dtype: torch.dtype, **kwargs):
+        used.append((device_type, dtype))
+        return real_autocast(device_type, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+    config = tiny_config(tmp_path, tiny_data, "train.amp=bfloat16", "distill.enabled=true")
+    final = Trainer(config, progress=False, echo=lambda _: None).run()
+    assert set(used) == {("cpu", torch.bfloat16)}
+    assert torch.isfinite(torch.tensor([r["loss"] for stage in STAGES
+                                        for r in read_log(tmp_path / "run" / stage)])).all()
+    model = load_checkpoint(final).model
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("setting", "device", "expected"), [
+    (True, "cpu", None), (True, "cuda", torch.float16), (False, "cuda", None),
+    ("bfloat16", "cpu", torch.bfloat16), ("float16", "cuda", torch.float16),
+])
+def test_amp_setting(setting: object, device: str, expected: torch.dtype | None) -> None:
+    assert amp_dtype(setting, torch.device(device)) == expected
+    with pytest.raises(ValueError, match="train.amp"):
+        amp_dtype("fp8", torch.device(device))
 
 
 def test_unknown_override_is_an_error(tmp_path: Path) -> None:

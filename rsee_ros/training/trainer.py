@@ -4,7 +4,7 @@ Each stage writes ``<out_dir>/<stage>/state.pt`` after every epoch (weights, opt
 plain data only, loaded with ``weights_only=True``) and ``<out_dir>/<stage>/model.pt`` (an
 rsee_ros checkpoint) when it completes. A stage starts from the previous stage's ``model.pt``
 (or ``init``), resumes from its own ``state.pt`` and is skipped when its ``model.pt`` exists.
-Runs on CPU or CUDA (mixed precision on CUDA), and under ``torchrun`` with
+Runs on CPU or CUDA (mixed precision on CUDA, ``train.amp``), and under ``torchrun`` with
 DistributedDataParallel by the same command.
 """
 
@@ -43,6 +43,20 @@ from rsee_ros.training.config import STAGES, TrainConfig
 from rsee_ros.training.data import build_dataset
 
 log = logging.getLogger(__name__)
+
+
+def amp_dtype(setting: bool | str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp``: ``true`` is float16 on CUDA and off on CPU (whose
+    float16 kernels are slow), ``"bfloat16"`` autocasts to bfloat16 on any device (CPUs with
+    bfloat16 support; also how the tests exercise mixed precision without a GPU), ``false`` or
+    ``null`` is off."""
+    if setting in (None, False):
+        return None
+    if setting is True or setting == "float16":
+        return torch.float16 if device.type == "cuda" else None
+    if setting == "bfloat16":
+        return torch.bfloat16
+    raise ValueError(f"train.amp must be true, false, 'float16' or 'bfloat16', got {setting!r}")
 
 
 def frozen_block_parameters(model: RSEEModel, blocks: int) -> list[nn.Parameter]:
@@ -145,7 +159,7 @@ class Trainer:
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
         self.device = device
-        self.amp = device.type == "cuda" and bool(config["train"]["amp"])
+        self.amp_dtype = amp_dtype(config["train"]["amp"], device)
         self._datasets: dict[str, Any] = {}
         self.classes: list[str] = []
 
@@ -297,7 +311,10 @@ class Trainer:
                 wrapped, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # loss scaling guards float16 gradients; bfloat16 has float32's range and needs none
+        scaler = torch.amp.GradScaler(
+            "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
+        )
         teacher = self._teacher(model) if stage == "warmup" else None
         for epoch in range(start_epoch, epochs):
             self._seed(epoch + 100 * STAGES.index(stage))
@@ -366,8 +383,8 @@ class Trainer:
         uniform = model.flops.uniform_video(model.config.max_resolution,
                                             int(self.config["data"]["frames"]))
         for frames, labels in self._batches(stage, epoch):
-            autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp
-                        else nullcontext())
+            autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype)
+                        if self.amp_dtype is not None else nullcontext())
             with autocast:
                 loss, parts, logits, extra = self._stage_loss(
                     stage, epoch, model, wrapped, frames, labels, stage_cfg, train_cfg,
