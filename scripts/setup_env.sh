@@ -63,7 +63,17 @@ fi
 ROS_REQS=()
 for pkg in "${ROS_PKGS[@]}"; do ROS_REQS+=("${ROS_PREFIX}${pkg}"); done
 
-# A sourced ROS installation or another venv must not leak into this one.
+# A sourced ROS installation or another venv must not leak into this one. An activated venv
+# (this one included; make does not pass VIRTUAL_ENV on) comes first on PATH: the interpreter is
+# looked up without any venv's bin folder, or the venv step would see a new interpreter and
+# rebuild the venv out of itself.
+without_venvs=""
+IFS=: read -r -a path_entries <<< "$PATH"
+for entry in "${path_entries[@]}"; do
+  [ -f "$entry/../pyvenv.cfg" ] && continue
+  without_venvs="${without_venvs:+$without_venvs:}$entry"
+done
+PATH=$without_venvs
 unset PYTHONPATH PYTHONHOME LD_LIBRARY_PATH _ROS_WHEELS_BOOTSTRAP_COMPLETE
 unset AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH VIRTUAL_ENV
 
