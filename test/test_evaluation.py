@@ -150,7 +150,7 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert base["warm"]["policy"] == "uniform"  # warm-up checkpoint -> Uniform by default
     assert report["baseline_checkpoints"]["warm"]["mode"] == "uniform"
     assert "passed" in report["data_set_checks"]
-    assert set(report["curve_comparisons"]) == {"resolution_only", "exit_only"}
+    assert set(report["curve_comparisons"]) == set(base)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
 

@@ -403,7 +403,7 @@ def _cheapest_reaching(points: Sequence[Mapping[str, Any]], top1: float) -> floa
 def curve_comparisons(
     rsee: Sequence[Mapping[str, Any]], baselines: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """RSEE's accuracy-versus-GFLOPs curve against Resolution-only's and Exit-only's.
+    """RSEE's accuracy-versus-GFLOPs curve against every baseline's (one point or a sweep).
 
     For every RSEE operating point: the fewest GFLOPs the other method needs to reach the same
     top-1 on any of its points (its curve as a step function, no interpolation), and whether
@@ -411,10 +411,9 @@ def curve_comparisons(
     ``ahead_up_to_top1`` is the highest RSEE accuracy up to which RSEE is ahead at every point.
     """
     out: dict[str, Any] = {}
-    for name in ("resolution_only", "exit_only"):
-        entry = baselines.get(name)
-        if entry is None or not rsee:
-            continue
+    for name, entry in baselines.items():
+        if not rsee:
+            break
         others = entry if isinstance(entry, list) else [entry]
         points = []
         for point in sorted(rsee, key=lambda p: p["top1"]):
