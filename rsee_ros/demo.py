@@ -30,8 +30,11 @@ from typing import Any
 from rsee_ros.resources import DEFAULT_CHECKPOINT, DEMO_LABELS, load_clip_labels
 
 CAMERA_TOPIC = "/camera/image_raw"
-GAP_S = 0.25  # the node's max_gap_s in the demo
-PAUSE_S = 0.5  # video_source's pause between clips (> GAP_S: each clip is a new video)
+# The node's max_gap_s in the demo (its default): a longer stamp gap starts a new video. It was
+# 0.25 s, and a 2-core CI machine once stalled video_source for longer than that inside a clip,
+# splitting the clip into two windows.
+GAP_S = 1.0
+PAUSE_S = 2.0  # video_source's pause between clips (> GAP_S: each clip is a new video)
 
 
 def _configure_dds() -> int:
