@@ -411,9 +411,9 @@ def curve_comparisons(
     ``ahead_up_to_top1`` is the highest RSEE accuracy up to which RSEE is ahead at every point.
     """
     out: dict[str, Any] = {}
+    if not rsee:
+        return out
     for name, entry in baselines.items():
-        if not rsee:
-            break
         others = entry if isinstance(entry, list) else [entry]
         points = []
         for point in sorted(rsee, key=lambda p: p["top1"]):

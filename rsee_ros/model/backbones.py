@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 
 import torch
 from torch import nn
@@ -36,19 +37,24 @@ class _PooledFeatures(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.trunk(x)), 1)
+        return self.finish(x, 0)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """The trunk's last feature map ``(N, D, h, w)`` before pooling."""
         return self.trunk(x)
 
-    def head_blocks(self, x: torch.Tensor, blocks: int) -> torch.Tensor:
+    def partial(self, x: torch.Tensor, blocks: int) -> torch.Tensor:
         """The feature map after the trunk's first ``blocks`` blocks."""
-        return self.trunk[:blocks](x)
+        # islice, not trunk[:blocks]: slicing builds a new Sequential on every call (hot path)
+        for block in islice(self.trunk, blocks):
+            x = block(x)
+        return x
 
     def finish(self, partial: torch.Tensor, blocks: int) -> torch.Tensor:
         """Pooled features from a map that went through the first ``blocks`` blocks."""
-        return torch.flatten(self.pool(self.trunk[blocks:](partial)), 1)
+        for block in islice(self.trunk, blocks, None):
+            partial = block(partial)
+        return torch.flatten(self.pool(partial), 1)
 
     def channels_after(self, blocks: int) -> int:
         """Channels of the map after the first ``blocks`` blocks (the last convolution's)."""
@@ -144,7 +150,7 @@ class MultiResolutionBackbone(nn.Module):
     def partial(self, x: torch.Tensor, resolution_index: int, blocks: int) -> torch.Tensor:
         """Feature map after the first ``blocks`` blocks (the shared selector's cheap look)."""
         self._select(resolution_index)
-        return self.net.head_blocks(x, blocks)
+        return self.net.partial(x, blocks)
 
     def finish(self, partial: torch.Tensor, resolution_index: int, blocks: int) -> torch.Tensor:
         """Pooled features ``(N, D)``, continuing a :meth:`partial` map through the rest."""

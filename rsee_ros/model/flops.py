@@ -89,17 +89,13 @@ class FlopsTable:
         )
 
 
-def backbone_gmacs(name: str, resolutions: tuple[int, ...]) -> dict[int, float]:
-    """GMACs of a registered backbone on one frame at each resolution (no model needed)."""
+def backbone_gmacs(
+    name: str, resolutions: tuple[int, ...], *, blocks: int | None = None
+) -> dict[int, float]:
+    """GMACs of a registered backbone on one frame at each resolution (no model needed); with
+    ``blocks``, of its first ``blocks`` blocks only."""
     from rsee_ros.model.backbones import plain_feature_extractor
 
     net = plain_feature_extractor(name)
-    return {r: module_gmacs(net, torch.zeros(1, 3, r, r)) for r in resolutions}
-
-
-def partial_backbone_gmacs(name: str, blocks: int, resolution: int) -> float:
-    """GMACs of a registered backbone's first ``blocks`` blocks on one frame."""
-    from rsee_ros.model.backbones import plain_feature_extractor
-
-    net = plain_feature_extractor(name)
-    return module_gmacs(net.trunk[:blocks], torch.zeros(1, 3, resolution, resolution))
+    part = net if blocks is None else net.trunk[:blocks]
+    return {r: module_gmacs(part, torch.zeros(1, 3, r, r)) for r in resolutions}

@@ -24,13 +24,7 @@ from rsee_ros.model.backbones import (
     plain_feature_extractor,
 )
 from rsee_ros.model.config import RSEEConfig
-from rsee_ros.model.flops import (
-    FlopsTable,
-    backbone_gmacs,
-    count_gmacs,
-    module_gmacs,
-    partial_backbone_gmacs,
-)
+from rsee_ros.model.flops import FlopsTable, backbone_gmacs, count_gmacs, module_gmacs
 from rsee_ros.model.gate import LearnedExitGate, confidence_exit_score, should_exit
 from rsee_ros.model.selector import (
     ResolutionSelector,
@@ -213,7 +207,7 @@ class RSEEModel(nn.Module):
         low = cfg.selector_resolution
         reused_gmacs = None
         if cfg.selector_blocks is not None:
-            selector_cnn = partial_backbone_gmacs(cfg.backbone, cfg.selector_blocks, low)
+            selector_cnn = backbone_gmacs(cfg.backbone, (low,), blocks=cfg.selector_blocks)[low]
             reused_gmacs = selector_cnn
         elif cfg.selector_shares_backbone:
             selector_cnn = backbone[low]
@@ -255,14 +249,15 @@ class RSEEModel(nn.Module):
         return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
 
     def selector_look(
-        self, frames: torch.Tensor, representation: torch.Tensor
+        self, frames: torch.Tensor, representation: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the selector sees of ``(N, 3, S, S)`` frames, and what the lowest resolution
         can reuse of that look.
 
         The selector looks at the frames at the lowest resolution (through its own CNN, the
         whole backbone, or the backbone's first ``selector_blocks``), plus the accumulated
-        ``representation`` when ``selector_sees_state``. The reusable part (``None`` for a
+        ``representation`` when ``selector_sees_state`` (``None`` otherwise; it is not
+        read). The reusable part (``None`` for a
         separate selector CNN) goes to :meth:`reuse_features`.
         """
         cfg = self.config
@@ -277,6 +272,7 @@ class RSEEModel(nn.Module):
         else:
             reusable, seen = None, self.selector.features(low)
         if cfg.selector_sees_state:
+            assert representation is not None, "selector_sees_state needs the representation"
             seen = torch.cat([seen, representation.detach()], 1)
         return seen, reusable
 
@@ -360,7 +356,8 @@ class RSEEModel(nn.Module):
         rows = look.nonzero().squeeze(1)
         if rows.numel():
             if settings.policy == "learned":
-                representation = self.accumulator.readout(state.accumulator)[rows]
+                representation = (self.accumulator.readout(state.accumulator)[rows]
+                                  if cfg.selector_sees_state else None)
                 seen, looked = self.selector_look(frames[rows], representation)
                 sel_state = tuple(s[rows] for s in state.selector)
                 logits, new_sel = self.selector.step(seen, sel_state)
@@ -368,7 +365,9 @@ class RSEEModel(nn.Module):
                     full[rows] = new
                 actions[rows] = masked_argmax(logits, allowed.unsqueeze(0))
                 gmacs[rows] += self.flops.selector
-                if looked is not None:
+                if looked is not None and rows.numel() == batch:
+                    reusable = looked  # every video looked (one stream): no scatter copy
+                elif looked is not None:
                     reusable = looked.new_zeros(batch, *looked.shape[1:])
                     reusable[rows] = looked
             elif settings.policy == "uniform":

@@ -68,10 +68,10 @@ def gumbel_decision(
     """Training decision: a hard one-hot Gumbel-softmax sample with straight-through gradients.
 
     ``noise_scale`` scales the Gumbel noise: 1 samples from the policy (AR-Net), 0 takes the
-    argmax the deployed selector will take, with the same straight-through gradient."""
+    argmax the deployed selector will take, with the same straight-through gradient. Written out
+    because ``torch.nn.functional.gumbel_softmax`` cannot scale its noise; at scale 1 this is
+    the same computation (same random draws, same values and gradients)."""
     masked = logits.masked_fill(~allowed, float("-inf"))
-    if noise_scale == 1.0:
-        return F.gumbel_softmax(masked, tau=temperature, hard=True, dim=-1)
     noise = -torch.empty_like(masked).exponential_().log() * noise_scale
     soft = ((masked + noise) / temperature).softmax(-1)
     hard = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
