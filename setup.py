@@ -65,8 +65,8 @@ setup(
     entry_points={
         "console_scripts": [
             "rsee=rsee_ros.cli:main",
-            "rsee_node=rsee_ros.ros.node:main",
-            "video_source=rsee_ros.ros.video_source:main",
+            "rsee_node=rsee_ros.ros.programs:rsee_node",
+            "video_source=rsee_ros.ros.programs:video_source",
         ],
     },
     data_files=_data_files(),

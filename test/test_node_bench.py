@@ -48,12 +48,23 @@ def test_proc_sampler_reads_proc() -> None:
 
 
 def test_process_group_killed_when_sigint_is_ignored(tmp_path: Path) -> None:
-    proc = _Proc("stubborn", ["sh", "-c", "trap '' INT; sleep 30 & wait"], dict(os.environ),
-                 tmp_path / "stubborn.log")
-    time.sleep(0.2)
-    start = time.monotonic()
+    log = tmp_path / "stubborn.log"
+    proc = _Proc("stubborn", ["sh", "-c", "trap '' INT; echo ready; sleep 600 & wait"],
+                 dict(os.environ), log)
+    deadline = time.monotonic() + 120
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.01)  # SIGINT before the trap would end sh by the signal, not by the kill
+    assert "ready" in log.read_text()
     assert proc.stop(timeout_s=0.5) == -9
-    assert time.monotonic() - start < 5
+    # the whole group was killed, the sleep included (once reaped, the group no longer exists)
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
 
 
 def test_missing_default_model_is_one_line(monkeypatch, tmp_path, capsys) -> None:

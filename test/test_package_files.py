@@ -32,8 +32,8 @@ RUNTIME_KEYS = {
 BUILDTOOL_KEYS = {"ament_cmake", "ament_cmake_python", "rosidl_default_generators"}
 ENTRY_POINTS = {
     "rsee": "rsee_ros.cli:main",
-    "rsee_node": "rsee_ros.ros.node:main",
-    "video_source": "rsee_ros.ros.video_source:main",
+    "rsee_node": "rsee_ros.ros.programs:rsee_node",
+    "video_source": "rsee_ros.ros.programs:video_source",
 }
 
 

@@ -46,6 +46,9 @@ from rsee_ros.ros.video_source import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 _DOMAINS = itertools.count(100 + (os.getpid() % 25) * 4)  # 4 ids per test process, 100..199
+# Waits end as soon as their event happened; the deadline only bounds a failure, and is generous
+# because a loaded 2-core machine can take many seconds to start a Python process with torch.
+DEADLINE_S = 120.0
 
 
 def _domain() -> int:
@@ -309,7 +312,10 @@ class _Sink:
         )
 
 
-def _run(ctx: rclpy.Context, nodes: list, until: Callable[[], bool], timeout: float = 10.0) -> bool:
+def _run(
+    ctx: rclpy.Context, nodes: list, until: Callable[[], bool], timeout: float = DEADLINE_S
+) -> bool:
+    """Spin ``nodes`` until ``until()`` holds (True) or ``timeout`` passed (False)."""
     executor = SingleThreadedExecutor(context=ctx)
     for node in nodes:
         executor.add_node(node)
@@ -425,10 +431,10 @@ def test_node_parameters(ctx: rclpy.Context) -> None:
 def test_node_stops_after_duration(ctx: rclpy.Context) -> None:
     node = _source(ctx, topic=_topic("duration"), duration_s=0.2, fps=50, synthetic_size=32)
     try:
-        t0 = time.monotonic()
-        assert _run(ctx, [node], node.done.done, timeout=5.0)
+        assert _run(ctx, [node], node.done.done)
         assert node.done.result() == "ran for duration_s=0.2" and node.published >= 2
-        assert time.monotonic() - t0 < 2.0
+        # stopped by the clock, long before the end of the (192-frame) source
+        assert node.published < 192
     finally:
         node.destroy_node()
 
@@ -445,7 +451,7 @@ def test_node_loops_with_pause_and_repeats_label(ctx: rclpy.Context) -> None:
         synthetic_action="grow",
         label="",
         loop=True,
-        clip_pause_s=0.25,
+        clip_pause_s=0.5,  # far above the 10 ms frame period, even on a loaded machine
         fps=100.0,
         max_frames=9,
         wait_for_subscribers=True,
@@ -453,8 +459,8 @@ def test_node_loops_with_pause_and_repeats_label(ctx: rclpy.Context) -> None:
     try:
         assert _run(ctx, [node, sink.node], _finished(node, sink, images=9, labels=3))
         gaps = np.diff(_stamps(sink.images))
-        assert gaps[3] >= 0.25 and gaps[7] >= 0.25  # the pause before each new clip
-        assert max(gaps[[0, 1, 2, 4, 5, 6]]) < 0.25
+        assert gaps[3] >= 0.5 and gaps[7] >= 0.5  # the pause before each new clip
+        assert max(gaps[[0, 1, 2, 4, 5, 6]]) < 0.5
         assert sink.labels == ["grow"] * 3  # re-published at each clip start
     finally:
         node.destroy_node()
@@ -529,7 +535,7 @@ def test_subprocess_publishes_and_stops_cleanly_on_sigint() -> None:
         def got() -> bool:
             return (len(sink.images) >= 5 and bool(sink.labels)) or proc.poll() is not None
 
-        assert _run(ctx, [sink.node], got, timeout=20)
+        assert _run(ctx, [sink.node], got)
         assert proc.poll() is None, proc.communicate()[1]
         assert all((m.width, m.height, m.encoding) == (32, 32, "rgb8") for m in sink.images)
         assert all(b > a for a, b in itertools.pairwise(_stamps(sink.images)))
@@ -537,7 +543,7 @@ def test_subprocess_publishes_and_stops_cleanly_on_sigint() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=10)
+            _, err = proc.communicate(timeout=DEADLINE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
@@ -549,9 +555,9 @@ def test_subprocess_publishes_and_stops_cleanly_on_sigint() -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
 
-    _, err = done.communicate(timeout=20)
+    _, err = done.communicate(timeout=DEADLINE_S)
     assert done.returncode == 0 and "Traceback" not in err, err
     assert "5 frames published" in err
-    _, err = bad.communicate(timeout=20)
+    _, err = bad.communicate(timeout=DEADLINE_S)
     assert bad.returncode == 1 and "Traceback" not in err, err
     assert "does not exist" in err

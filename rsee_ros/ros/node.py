@@ -31,6 +31,13 @@ without the ``ros2`` command line ``python -m rsee_ros.ros.node --ros-args ...``
 
 from __future__ import annotations
 
+from rsee_ros.ros.lifecycle import process_stop_request, run_node
+
+if __name__ == "__main__":
+    # Run as a program (python -m): signals become a stop request before the imports below,
+    # which take seconds (torch), so a stop during start-up is a clean exit as well.
+    process_stop_request()
+
 import math
 import sys
 import threading
@@ -40,7 +47,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
@@ -49,8 +55,6 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -658,22 +662,8 @@ class RseeNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run rsee_ros rsee_node``; returns the exit status."""
-    rclpy.init(args=args)
-    node: RseeNode | None = None
-    status = 0
-    try:
-        node = RseeNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (StartupError, ParameterException, NameValidationException) as exc:
-        rclpy.logging.get_logger(NODE_NAME).error(str(exc))
-        status = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return status
+    stop = process_stop_request()
+    return run_node(NODE_NAME, RseeNode, args=args, stop=stop, startup_errors=(StartupError,))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,14 @@ The frame sources are plain Python classes (no rclpy) with a ``frames()`` iterat
 
 from __future__ import annotations
 
+from rsee_ros.ros.lifecycle import process_stop_request, run_node
+
+if __name__ == "__main__":
+    # Run as a program (python -m): signals become a stop request before the imports below,
+    # which take seconds (torch), so a stop during start-up is a clean exit as well.
+    process_stop_request()
+
 import math
-import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -34,12 +40,9 @@ from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.duration import Duration
-from rclpy.exceptions import NameValidationException, ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -705,40 +708,20 @@ class VideoSource(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``ros2 run rsee_ros video_source``; returns the exit status."""
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        # An interrupt that lands while shutting down (rclpy's handler chains to Python's) is
-        # still a requested stop, not a crash.
-        return 0
-    finally:
-        # Shut down: a late trip of the SIGINT handler must not turn the exit into a death by
-        # signal after main() returned (seen as exit status -2 on Kilted and Jazzy).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop = process_stop_request()
+    return run_node(
+        NODE_NAME, VideoSource, args=args, stop=stop, done=lambda node: node.done.done(),
+        finish=_finish, startup_errors=(SourceError,),
+    )
 
 
-def _run(args: list[str] | None) -> int:
-    rclpy.init(args=args)
-    node: VideoSource | None = None
-    status = 0
-    try:
-        node = VideoSource()
-        rclpy.spin_until_future_complete(node, node.done)
-        if node.failed:
-            status = 1
-        elif node.published:
-            node.wait_for_delivery(1.0)  # let subscribers get the last frames before we go
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (SourceError, ParameterException, NameValidationException) as exc:
-        # Bad configuration: a clear message, no traceback.
-        rclpy.logging.get_logger(NODE_NAME).error(str(exc))
-        status = 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return status
+def _finish(node: VideoSource, stopped: bool) -> int:
+    """Exit status once spinning ended; lets reliable subscribers get the last frames."""
+    if node.failed:
+        return 1
+    if node.published:
+        node.wait_for_delivery(1.0)
+    return 0
 
 
 if __name__ == "__main__":
