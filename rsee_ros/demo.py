@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import threading
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rsee_ros.resources import DEFAULT_CHECKPOINT, DEMO_LABELS, load_clip_labels
+from rsee_ros.pipeline.percentiles import percentile
+from rsee_ros.resources import DEFAULT_CHECKPOINT, DEMO_LABELS, ClipLabels, load_clip_labels
+from rsee_ros.ros.processes import (
+    RosProcess,
+    domain_block,
+    keep_dds_on_loopback,
+    loopback_environment,
+)
 
 CAMERA_TOPIC = "/camera/image_raw"
 # The node's max_gap_s in the demo (its default): a longer stamp gap starts a new video. It was
@@ -35,15 +41,15 @@ CAMERA_TOPIC = "/camera/image_raw"
 # splitting the clip into two windows.
 GAP_S = 1.0
 PAUSE_S = 2.0  # video_source's pause between clips (> GAP_S: each clip is a new video)
+QUEUE_SIZE = 64  # frames waiting for the node (a clip has 16)
+LAST_RESULT_S = 60.0  # bound on waiting for the last window's result once the clip ended
 
 
 def _configure_dds() -> int:
     """Loopback-only DDS for this process and its children; returns the domain id."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    os.environ.setdefault("ROS_STATIC_PEERS", "127.0.0.1")
+    keep_dds_on_loopback()
     if not os.environ.get("ROS_DOMAIN_ID"):
-        os.environ["ROS_DOMAIN_ID"] = str(200 + os.getpid() % 32)  # 200..231
+        os.environ["ROS_DOMAIN_ID"] = str(domain_block(1)[0])
     return int(os.environ["ROS_DOMAIN_ID"])
 
 
@@ -71,41 +77,75 @@ class _Row:
     truth: str | None
 
 
-class _Child:
-    """A node in its own process; its output is kept for the error report."""
+class _DemoError(RuntimeError):
+    def __init__(self, message: str, child: RosProcess) -> None:
+        super().__init__(message)
+        self.child = child
 
-    def __init__(self, name: str, module: str, params: dict[str, Any]) -> None:
-        args = [sys.executable, "-m", module, "--ros-args"]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={value}"]
-        self.name = name
-        self.lines: list[str] = []
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"), start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
+@dataclass
+class _Listener:
+    """The demo's own ROS node: results, status, the model's labels and the clips' truth."""
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGINT (as Ctrl-C would), then kill after ``timeout``; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._reader.join(2)
-        return self.proc.returncode
+    node: Any
+    executor: Any
+    start: float = field(default_factory=time.monotonic)
+    rows: list[_Row] = field(default_factory=list)
+    truths: list[tuple[float, str]] = field(default_factory=list)  # (arrival, label)
+    infos: list[Any] = field(default_factory=list)
+    statuses: list[Any] = field(default_factory=list)
 
-    def tail(self, n: int = 15) -> str:
-        return "\n".join(f"  [{self.name}] {line}" for line in self.lines[-n:])
+    @classmethod
+    def create(cls) -> _Listener:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from std_msgs.msg import String
+
+        from rsee_ros.msg import ActionRecognition, LabelInfo, RseeStatus
+        from rsee_ros.ros import qos
+
+        node = rclpy.create_node("rsee_demo")
+        listener = cls(node, SingleThreadedExecutor())
+        node.create_subscription(ActionRecognition, "/rsee_node/actions", listener.on_result,
+                                 qos.stream("reliable", 50))
+        node.create_subscription(RseeStatus, "/rsee_node/status", listener.statuses.append, 10)
+        node.create_subscription(LabelInfo, "/rsee_node/label_info", listener.infos.append,
+                                 qos.latched())
+        node.create_subscription(String, "/video_source/ground_truth",
+                                 lambda m: listener.truths.append((listener.now_s(), m.data)),
+                                 qos.latched())
+        listener.executor.add_node(node)
+        return listener
+
+    def now_s(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def truth_for(self, stamp_s: float) -> str | None:
+        # The ground truth of a clip is published just before its first frame; allow for DDS
+        # latency (well below the pause between clips). The first label can still arrive late
+        # (this reader matched video_source's writer after it started; transient-local
+        # durability delivers it then): a window that starts before any label arrived belongs
+        # to the first clip.
+        label = self.truths[0][1] if self.truths else None
+        for arrival, value in self.truths:
+            if arrival <= stamp_s + PAUSE_S / 2:
+                label = value
+        return label
+
+    def on_result(self, msg: Any) -> None:
+        row = _Row(time.monotonic() - self.start, msg, self.truth_for(_seconds(msg.window_start)))
+        self.rows.append(row)
+        print(_format_row(row), flush=True)
+
+    def spin_until(self, done: Callable[[], Any], limit: float) -> bool:
+        end = time.monotonic() + limit
+        while not done() and time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+        return bool(done())
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,104 +161,72 @@ def main(argv: list[str] | None = None) -> int:
     played = clips.clips[: args.clips] if args.clips > 0 else clips.clips
 
     import rclpy  # after the DDS environment is set
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
-    from std_msgs.msg import String
-
-    from rsee_ros.msg import ActionRecognition, LabelInfo, RseeStatus
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("rsee_demo")
-    rows: list[_Row] = []
-    truths: list[tuple[float, str]] = []  # (arrival, label) of each clip start
-    infos: list[Any] = []
-    statuses: list[Any] = []
-    start = time.monotonic()
+    listener = _Listener.create()
+    print(f"rsee demo: ROS_DOMAIN_ID={domain}, DDS on loopback; model {checkpoint}; "
+          f"{len(played)} clips of {clips.video.name} at {args.fps:g} fps", flush=True)
+    with tempfile.TemporaryDirectory(prefix="rsee_demo_") as logs:
+        try:
+            return _play(args, checkpoint, clips, len(played), played[-1].end, listener,
+                         Path(logs))
+        finally:
+            listener.close()
+            rclpy.try_shutdown()
 
-    def now_s() -> float:
-        return node.get_clock().now().nanoseconds * 1e-9
 
-    def truth_for(stamp_s: float) -> str | None:
-        # The ground truth of a clip is published just before its first frame; allow for DDS
-        # latency (well below the pause between clips). The first label can still arrive late
-        # (this reader matched video_source's writer after it started; transient-local
-        # durability delivers it then): a window that starts before any label arrived belongs
-        # to the first clip.
-        label = truths[0][1] if truths else None
-        for arrival, value in truths:
-            if arrival <= stamp_s + PAUSE_S / 2:
-                label = value
-        return label
-
-    def on_result(msg: Any) -> None:
-        start_s = msg.window_start.sec + msg.window_start.nanosec * 1e-9
-        row = _Row(time.monotonic() - start, msg, truth_for(start_s))
-        rows.append(row)
-        print(_format_row(row), flush=True)
-
-    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    node.create_subscription(ActionRecognition, "/rsee_node/actions", on_result, reliable)
-    node.create_subscription(RseeStatus, "/rsee_node/status", statuses.append, 10)
-    node.create_subscription(LabelInfo, "/rsee_node/label_info", infos.append, latched)
-    node.create_subscription(String, "/video_source/ground_truth",
-                             lambda m: truths.append((now_s(), m.data)), latched)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-
-    def spin_until(done: Any, limit: float) -> bool:
-        end = time.monotonic() + limit
-        while not done() and time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.05)
-        return bool(done())
-
+def _play(args: argparse.Namespace, checkpoint: Path, clips: ClipLabels, count: int,
+          frames: int, listener: _Listener, logs: Path) -> int:
+    """Start both nodes, play ``count`` clips (``frames`` frames), print; the exit status."""
     node_params: dict[str, Any] = {
-        "checkpoint": checkpoint, "device": args.device, "image_topics": f"[{CAMERA_TOPIC}]",
-        "max_gap_s": GAP_S, "qos_reliability": "reliable", "queue_size": 8,
+        "checkpoint": str(checkpoint), "device": args.device, "image_topics": [CAMERA_TOPIC],
+        # Reliable delivery and a queue that holds a whole clip: a stall of the node (a busy
+        # machine) delays results instead of dropping frames, so every clip is one full window.
+        "max_gap_s": GAP_S, "qos_reliability": "reliable", "queue_size": QUEUE_SIZE,
         "num_threads": args.num_threads,
     }
     if args.exit_threshold is not None:
         node_params["exit_threshold"] = float(args.exit_threshold)
-    print(f"rsee demo: ROS_DOMAIN_ID={domain}, DDS on loopback; model {checkpoint}; "
-          f"{len(played)} clips of {clips.video.name} at {args.fps:g} fps", flush=True)
-    rsee = _Child("rsee_node", "rsee_ros.ros.node", node_params)
-    source: _Child | None = None
+    env = loopback_environment()
+    rsee = RosProcess("rsee_node", "rsee_ros.ros.node", node_params, env=env,
+                      log_path=logs / "rsee_node.log")
+    source: RosProcess | None = None
     status = 1
     try:
         # video_source starts once this listener has discovered rsee_node's result topic, so the
         # first clip's result cannot be published before anyone here listens; it then waits for
         # rsee_node's image subscription and for this listener's ground-truth subscription.
-        if not spin_until(
-            lambda: (infos and node.count_publishers("/rsee_node/actions") > 0)
-            or rsee.proc.poll() is not None,
+        if not listener.spin_until(
+            lambda: (listener.infos and listener.node.count_publishers("/rsee_node/actions") > 0)
+            or not rsee.alive(),
             args.timeout,
         ):
             raise _DemoError("rsee_node did not start in time", rsee)
-        if not infos:
+        if not listener.infos:
             raise _DemoError("rsee_node stopped", rsee)
-        source = _Child("video_source", "rsee_ros.ros.video_source", {
+        source = RosProcess("video_source", "rsee_ros.ros.video_source", {
             "source": "demo", "topic": CAMERA_TOPIC, "fps": float(args.fps),
             "clip_pause_s": PAUSE_S, "wait_for_subscribers": True,
-            "wait_for_label_subscriber": True, "max_frames": played[-1].end,
-        })
-        print(f"rsee_node ready: {len(infos[0].class_names)} classes, resolutions "
-              f"{list(infos[0].resolutions)}; video_source is playing", flush=True)
-        remaining = args.timeout - (time.monotonic() - start)
-        spin_until(lambda: source.proc.poll() is not None or rsee.proc.poll() is not None,
-                   remaining)
-        if rsee.proc.poll() is not None:
+            "wait_for_label_subscriber": True, "max_frames": frames,
+        }, env=env, log_path=logs / "video_source.log")
+        info = listener.infos[0]
+        print(f"rsee_node ready: {len(info.class_names)} classes, resolutions "
+              f"{list(info.resolutions)}; video_source is playing", flush=True)
+        remaining = args.timeout - (time.monotonic() - listener.start)
+        listener.spin_until(lambda: not source.alive() or not rsee.alive(), remaining)
+        if not rsee.alive():
             raise _DemoError("rsee_node stopped", rsee)
-        if source.proc.poll() is None:
+        if source.alive():
             raise _DemoError("the demo timed out", source)
-        if source.proc.returncode != 0:
+        if source.returncode != 0:
             raise _DemoError("video_source failed", source)
-        spin_until(lambda: len(rows) >= len(played), 3.0)  # the last window's result
-        spin_until(lambda: False, 0.3)  # a last status report
-        if not rows:
+        listener.spin_until(lambda: len(listener.rows) >= count, LAST_RESULT_S)
+        listener.spin_until(lambda: False, 0.3)  # a last status report
+        if not listener.rows:
             raise _DemoError("no results arrived", rsee)
-        _print_summary(rows, statuses, infos[0], time.monotonic() - start)
+        _print_summary(listener.rows, listener.statuses, info,
+                       time.monotonic() - listener.start)
         status = 0
     except _DemoError as exc:
         print(f"rsee demo: {exc}", file=sys.stderr)
@@ -229,20 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for child in (source, rsee):
             if child is not None and child.stop() not in (0, None) and status == 0:
-                print(f"rsee demo: {child.name} exited with {child.proc.returncode}",
-                      file=sys.stderr)
+                print(f"rsee demo: {child.name} exited with {child.returncode}", file=sys.stderr)
                 print(child.tail(), file=sys.stderr)
                 status = 1
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
     return status
-
-
-class _DemoError(RuntimeError):
-    def __init__(self, message: str, child: _Child) -> None:
-        super().__init__(message)
-        self.child = child
 
 
 def _format_row(row: _Row) -> str:
@@ -266,17 +264,19 @@ def _print_summary(rows: list[_Row], statuses: list[Any], info: Any, seconds: fl
     n = len(rows)
     gflops = sum(r.msg.gflops for r in rows) / n
     uniform = sum(r.msg.uniform_gflops for r in rows) / n
-    latencies = sorted(r.msg.latency_ms for r in rows)
+    latencies = [r.msg.latency_ms for r in rows]
     exited = sum(r.msg.exited_early for r in rows)
     frames = sum(r.msg.frames_processed for r in rows) / n
     print("-" * 72)
     acc = f"{correct}/{len(scored)} = {correct / len(scored):.0%}" if scored else "n/a"
     print(f"windows: {n} ({exited} exited early, {frames:.1f} frames processed on average)")
     print(f"accuracy against the clips' true labels: {acc}")
-    print(f"GFLOPs per window: {gflops:.3f} vs Uniform at {max(info.resolutions)} px "
-          f"{uniform:.3f} ({1 - gflops / uniform:.0%} less)" if uniform else "")
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+    if uniform:
+        saved = 1 - gflops / uniform
+        how = f"{saved:.0%} less" if saved >= 0 else f"{-saved:.0%} more"
+        print(f"GFLOPs per window: {gflops:.3f} vs Uniform at {max(info.resolutions)} px "
+              f"{uniform:.3f} ({how})")
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     line = f"latency p50 {p50:.1f} ms, p99 {p99:.1f} ms"
     # Camera rate from the stamps of the frames each window used (pauses between clips excluded).
     spans = [(len(r.msg.resolutions) - 1, _seconds(r.msg.window_end) - _seconds(r.msg.window_start))

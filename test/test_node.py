@@ -267,7 +267,7 @@ def test_parameters_apply_on_the_next_frame_and_bad_values_are_refused(harness) 
 def test_target_fps_steers_threshold_and_resolution(harness) -> None:
     h = harness(window_size=4, exit_threshold=0.95)
     assert h.set_params(target_fps=10000.0)[0].successful  # unreachable: cheapest settings
-    controller = h.node._controller
+    controller = h.node.control.controller
     assert controller is not None
     controller.period_s = 0.05
     frames = _frames(30)

@@ -40,20 +40,20 @@ for a cut window the frame that revealed the cut) to the moment the result was m
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from rsee_ros.model import InferenceSettings, RSEEModel, StreamingSession, load_checkpoint
 from rsee_ros.model.preprocess import frame_to_tensor
+from rsee_ros.pipeline.percentiles import percentile
 from rsee_ros.pipeline.windowing import (
     COMPLETE,
     END_OF_STREAM,
@@ -74,8 +74,10 @@ __all__ = [
     "FrameReport",
     "PipelineSettings",
     "PipelineStats",
+    "RecentResult",
     "RecognitionPipeline",
     "WindowResult",
+    "percentile",
 ]
 
 EXIT = "exit"  # WindowResult.end_reason of a window stopped by the exit gate
@@ -261,6 +263,14 @@ class PipelineStats:
         return self.uniform_gflops / self.results if self.results else 0.0
 
 
+class RecentResult(NamedTuple):
+    """What the status reports keep of a recent result."""
+
+    latency_s: float
+    gflops: float
+    uniform_gflops: float
+
+
 @dataclass
 class _Track:
     """Inference state of one open window."""
@@ -328,7 +338,7 @@ class RecognitionPipeline:
         self._update_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._stats = PipelineStats()
-        self._recent_latency: deque[float] = deque(maxlen=recent)
+        self._recent: deque[RecentResult] = deque(maxlen=recent)
         self._windowing = MultiSourceWindowing(settings.window_settings())
         self._tracks: dict[int, _Track] = {}
         self.flops = model.flops
@@ -557,7 +567,7 @@ class RecognitionPipeline:
                 s.exited_early += r.exited_early
                 s.gflops += r.gflops
                 s.uniform_gflops += r.uniform_gflops
-                self._recent_latency.append(r.latency_s)
+                self._recent.append(RecentResult(r.latency_s, r.gflops, r.uniform_gflops))
 
     def stats(self) -> PipelineStats:
         """A consistent copy of the counters (thread-safe)."""
@@ -567,16 +577,7 @@ class RecognitionPipeline:
                 s, outcomes=dict(s.outcomes), resolution_histogram=dict(s.resolution_histogram)
             )
 
-    def recent_latencies(self) -> list[float]:
-        """Latencies (s) of the most recent results, oldest first."""
+    def recent_results(self) -> list[RecentResult]:
+        """Latency and compute of the most recent results (``recent`` of them), oldest first."""
         with self._stats_lock:
-            return list(self._recent_latency)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``values`` (nearest rank; NaN when empty)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
+            return list(self._recent)

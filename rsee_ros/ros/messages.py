@@ -14,27 +14,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rsee_ros.data.stamps import split_ns
 from rsee_ros.pipeline.runner import WindowResult
 
 if TYPE_CHECKING:
     from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
 
-    from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo
+    from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo, RseeStatus
+    from rsee_ros.pipeline.status import StatusSnapshot
 
 __all__ = [
     "action_fields",
     "split_ns",
     "to_action_recognition",
     "to_action_recognition_array",
+    "to_diagnostic_array",
     "to_label_info",
+    "to_rsee_status",
+    "status_values",
     "to_time",
 ]
-
-
-def split_ns(stamp_ns: int) -> tuple[int, int]:
-    """Nanoseconds -> (sec, nanosec) as in ``builtin_interfaces/Time``."""
-    sec, nanosec = divmod(int(stamp_ns), 10**9)
-    return sec, nanosec
 
 
 def action_fields(result: WindowResult, latency_s: float | None = None) -> dict[str, Any]:
@@ -138,3 +138,79 @@ def to_label_info(
         resolutions=[int(r) for r in resolutions],
         checkpoint=checkpoint,
     )
+
+
+def to_rsee_status(snapshot: StatusSnapshot, stamp: Time, device: str) -> RseeStatus:
+    """The ``RseeStatus`` of a status snapshot."""
+    from std_msgs.msg import Header
+
+    from rsee_ros.msg import RseeStatus
+
+    s = snapshot
+    return RseeStatus(
+        header=Header(stamp=stamp),
+        input_fps=float(s.input_fps),
+        processed_fps=float(s.processed_fps),
+        frames_dropped=s.frames_dropped,
+        frames_rejected=s.frames_rejected,
+        latency_p50_ms=float(s.latency_p50_ms),
+        latency_p99_ms=float(s.latency_p99_ms),
+        mean_gflops=float(s.mean_gflops),
+        exit_threshold=float(s.exit_threshold),
+        max_resolution=int(s.max_resolution),
+        capacity_fps=float(s.capacity_fps),
+        target_fps=float(s.target_fps),
+        results_published=s.results_published,
+        device=device,
+    )
+
+
+def status_values(snapshot: StatusSnapshot, device: str) -> dict[str, str]:
+    """The key/value pairs of the node's diagnostic status."""
+    s = snapshot
+    return {
+        "input_fps": f"{s.input_fps:.2f}",
+        "processed_fps": f"{s.processed_fps:.2f}",
+        "capacity_fps": f"{s.capacity_fps:.2f}",
+        "target_fps": f"{s.target_fps:g}",
+        "frames_received": str(s.frames_received),
+        "frames_dropped": str(s.frames_dropped),
+        **{f"dropped {source}": str(n) for source, n in sorted(s.drops_per_source.items())},
+        "frames_rejected": str(s.frames_rejected),
+        **{f"rejected {reason}": str(n) for reason, n in sorted(s.rejects_per_reason.items())},
+        "results_published": str(s.results_published),
+        "latency_p50_ms": f"{s.latency_p50_ms:.2f}",
+        "latency_p99_ms": f"{s.latency_p99_ms:.2f}",
+        "mean_gflops_per_window": f"{s.mean_gflops:.4f}",
+        "mean_uniform_gflops_per_window": f"{s.mean_uniform_gflops:.4f}",
+        "exit_threshold": f"{s.exit_threshold:g}",
+        "max_resolution": str(s.max_resolution),
+        **{
+            f"resolution {r or 'skipped'}": str(n)
+            for r, n in sorted(s.resolution_histogram.items(), reverse=True)
+        },
+        "device": device,
+    }
+
+
+def to_diagnostic_array(
+    snapshot: StatusSnapshot, stamp: Time, name: str, device: str
+) -> DiagnosticArray:
+    """``/diagnostics`` for a status snapshot: WARN when frames were dropped or rejected in its
+    period, OK otherwise."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from std_msgs.msg import Header
+
+    s = snapshot
+    level, message = DiagnosticStatus.OK, "running"
+    if not s.healthy:
+        level = DiagnosticStatus.WARN
+        message = (f"{s.period_dropped} frames dropped, {s.period_rejected} rejected in the last "
+                   "period")
+    elif s.period_frames == 0:
+        message = "no images"
+    status = DiagnosticStatus(
+        level=level, name=name, message=message, hardware_id=device,
+        values=[KeyValue(key=k, value=v) for k, v in status_values(s, device).items()],
+    )
+    return DiagnosticArray(header=Header(stamp=stamp), status=[status])

@@ -1,26 +1,23 @@
 """ROS 2 node ``rsee_node``: RSEE action recognition on one or more camera topics.
 
-A thin layer over :class:`rsee_ros.pipeline.runner.RecognitionPipeline` (windowing and inference
-live there, shared with ``rsee eval-bag`` and the demo):
+A thin layer over the pipeline library (:mod:`rsee_ros.pipeline`), which does the work and is
+shared with ``rsee eval-bag``, the demo and the benchmarks:
 
-* Subscriptions (``image_topics``; ``sensor_msgs/Image``, or ``CompressedImage`` for topics ending
-  in ``/compressed``) only put the message into a bounded queue (``queue_size``, all cameras
-  together) and return: no callback ever waits for the model. When the queue is full the oldest
-  frame is dropped and counted.
-* One worker thread takes frames off the queue, converts them (``image_conversion``: unsupported
-  or broken images are counted and warned about, throttled), pushes them into the pipeline and
-  publishes every result as ``rsee_ros/ActionRecognition`` on ``~/actions``. Conversion happens
-  there, not in the callback, so frames that are dropped are never decoded.
-* Parameters (see :data:`PARAMETERS` and docs/node.md) are declared with descriptors; the live
-  ones go through :meth:`RecognitionPipeline.update` and apply from the next frame, invalid values
-  are refused with the reason and the previous value stays.
-* ``target_fps`` > 0 hands ``exit_threshold`` and ``max_resolution`` to a
-  :class:`~rsee_ros.pipeline.target_fps.TargetFpsController` (the parameters become its upper
-  limits) to keep the frame rate the node can sustain at or above the target.
+* subscription callbacks hand each image to a :class:`~rsee_ros.pipeline.worker.
+  RecognitionWorker` and return at once: per-camera queues (``queue_size`` frames each, the
+  oldest of that camera dropped and counted when full) served round robin by one inference
+  thread, which converts the image, runs windowing + inference and calls back here to publish
+  ``rsee_ros/ActionRecognition`` on ``~/actions``;
+* parameters (:data:`PARAMETERS`, docs/node.md) become the user's
+  :class:`~rsee_ros.pipeline.runner.PipelineSettings` in a
+  :class:`~rsee_ros.pipeline.control.SettingsControl`, which applies them from the next frame,
+  and with ``target_fps`` > 0 lets its controller lower ``exit_threshold`` and
+  ``max_resolution`` within them; invalid values are refused with the reason;
 * ``~/label_info`` (``LabelInfo``, transient local) describes the model once; ``~/status``
-  (``RseeStatus``) and ``/diagnostics`` report rates, drops, rejects, latency and compute every
-  ``diagnostics_period_s``; ``~/actions_array`` (``ActionRecognitionArray``, published only while
-  someone subscribes) holds the latest result of every camera after each new result.
+  (``RseeStatus``) and ``/diagnostics`` publish a
+  :class:`~rsee_ros.pipeline.status.StatusSnapshot` every ``diagnostics_period_s``;
+  ``~/actions_array`` (published only while someone subscribes) holds the latest result of every
+  camera after each new result.
 
 Frame stamps are the images' header stamps (the node's clock at arrival when a stamp is zero).
 Windows cut when the node stops are not published.
@@ -38,102 +35,79 @@ if __name__ == "__main__":
     # which take seconds (torch), so a stop during start-up is a clean exit as well.
     process_stop_request()
 
-import math
 import sys
-import threading
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 
+from rsee_ros.data.stamps import stamp_ns
 from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
 from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo, RseeStatus
+from rsee_ros.pipeline.control import SettingsControl
 from rsee_ros.pipeline.rejects import RejectCounter
-from rsee_ros.pipeline.runner import PipelineSettings, RecognitionPipeline, percentile
-from rsee_ros.pipeline.target_fps import TargetFpsController
+from rsee_ros.pipeline.runner import PipelineSettings, RecognitionPipeline, WindowResult
+from rsee_ros.pipeline.status import StatusReporter
+from rsee_ros.pipeline.worker import Arrival, DecodedFrame, RecognitionWorker
 from rsee_ros.resources import DEFAULT_CHECKPOINT
+from rsee_ros.ros import qos
 from rsee_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from rsee_ros.ros.messages import (
     to_action_recognition,
     to_action_recognition_array,
+    to_diagnostic_array,
     to_label_info,
+    to_rsee_status,
 )
+from rsee_ros.ros.params import ParamSpec, check_number, declare_parameters
 
 NODE_NAME = "rsee_node"
 QOS_CHOICES = ("best_effort", "reliable", "auto")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class StartupError(RuntimeError):
     """The node cannot start (bad checkpoint, device or parameters): one clear line, exit 1."""
 
 
-@dataclass(frozen=True)
-class _Param:
-    name: str
-    default: Any
-    description: str
-    dynamic: bool = False
-    constraints: str = ""
-    int_range: tuple[int, int] | None = None
-    float_range: tuple[float, float] | None = None
-
-
 # Live parameters are applied from the next frame; the others are read-only (restart the node).
-PARAMETERS: tuple[_Param, ...] = (
-    _Param(
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
         "image_topics",
         ["/camera/image_raw"],
         "Camera topics; sensor_msgs/Image, or sensor_msgs/CompressedImage (jpeg, png) for topics "
         "ending in /compressed. Each camera has its own windows.",
         constraints="non-empty list of topic names",
     ),
-    _Param(
+    ParamSpec(
         "checkpoint",
         "",
         "Model checkpoint file; empty: the packaged default model (rsee_synthetic.pt).",
     ),
-    _Param("device", "auto", "Torch device.", constraints="auto (cuda if available), cpu or cuda"),
-    _Param(
-        "num_threads", 0, "Torch CPU threads; 0: torch's default.", int_range=(0, 256)
-    ),
-    _Param(
+    ParamSpec("device", "auto", "Torch device.",
+              constraints="auto (cuda if available), cpu, cuda or cuda:N"),
+    ParamSpec("num_threads", 0, "Torch CPU threads; 0: torch's default.", int_range=(0, 256)),
+    ParamSpec(
         "qos_reliability",
         "best_effort",
         "Reliability of the image subscriptions: best_effort (sensor-data QoS, matches every "
         "publisher), reliable, or auto (reliable when every publisher found at start is).",
         constraints="best_effort, reliable or auto",
     ),
-    _Param("qos_depth", 5, "History depth of the image subscriptions.", int_range=(1, 1000)),
-    _Param(
+    ParamSpec("qos_depth", 5, "History depth of the image subscriptions.", int_range=(1, 1000)),
+    ParamSpec(
         "queue_size",
         2,
-        "Frames (all cameras) waiting for inference; when full, the oldest is dropped.",
+        "Frames per camera waiting for inference; when full, that camera's oldest is dropped. "
+        "Cameras are served in turn.",
         int_range=(1, 1000),
     ),
-    _Param("window_size", 16, "Frames per window.", dynamic=True, int_range=(1, 1024)),
-    _Param(
+    ParamSpec("window_size", 16, "Frames per window.", dynamic=True, int_range=(1, 1024)),
+    ParamSpec(
         "stride",
         0,
         "Frames between window starts; smaller than window_size gives sliding windows; "
@@ -141,14 +115,14 @@ PARAMETERS: tuple[_Param, ...] = (
         dynamic=True,
         int_range=(0, 1024),
     ),
-    _Param(
+    ParamSpec(
         "frame_step",
         1,
         "Use every n-th frame of a camera (subsampling of a faster camera).",
         dynamic=True,
         int_range=(1, 1000),
     ),
-    _Param(
+    ParamSpec(
         "max_gap_s",
         1.0,
         "A longer gap between stamps (or a stamp going back) ends the windows and starts a new "
@@ -156,14 +130,15 @@ PARAMETERS: tuple[_Param, ...] = (
         dynamic=True,
         float_range=(0.0, 3600.0),
     ),
-    _Param(
+    ParamSpec(
         "exit_threshold",
         0.9,
-        "Confidence at which a window exits early; 1.0: practically never.",
+        "Confidence at which a window exits early; 1.0: never (every window gets all its "
+        "frames).",
         dynamic=True,
         float_range=(0.0, 1.0),
     ),
-    _Param(
+    ParamSpec(
         "max_resolution",
         0,
         "Highest input resolution the selector may choose (pixels); 0: the model's highest.",
@@ -171,9 +146,9 @@ PARAMETERS: tuple[_Param, ...] = (
         int_range=(0, 4096),
     ),
     # allowed_resolutions is declared after the model is loaded (default: all of its resolutions).
-    _Param("skip_enabled", True, "Let the selector skip frames.", dynamic=True),
-    _Param("top_k", 5, "Labels and scores per result.", dynamic=True, int_range=(1, 1000)),
-    _Param(
+    ParamSpec("skip_enabled", True, "Let the selector skip frames.", dynamic=True),
+    ParamSpec("top_k", 5, "Labels and scores per result.", dynamic=True, int_range=(1, 1000)),
+    ParamSpec(
         "target_fps",
         0.0,
         "Frame rate to sustain; > 0 lets the node lower exit_threshold and max_resolution itself "
@@ -181,7 +156,7 @@ PARAMETERS: tuple[_Param, ...] = (
         dynamic=True,
         float_range=(0.0, 10000.0),
     ),
-    _Param(
+    ParamSpec(
         "diagnostics_period_s",
         1.0,
         "Period of ~/status and /diagnostics.",
@@ -193,22 +168,12 @@ PARAMETERS: tuple[_Param, ...] = (
 ALLOWED_RESOLUTIONS_DESCRIPTION = (
     "Resolutions the selector may choose (a subset of the model's); default: all of them."
 )
-# Parameters that are pipeline settings, and those the target_fps controller takes over.
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+# The parameters that are PipelineSettings fields (the others configure the node itself).
 _PIPELINE_PARAMS = frozenset(
     {"window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
      "allowed_resolutions", "skip_enabled", "top_k"}
 )
-_FLOAT_PARAMS = {p.name: p for p in PARAMETERS if p.float_range is not None}
-
-
-def _check_float(name: str, value: Any) -> float:
-    """Accept ints for double parameters (``-p max_gap_s:=2``), within the declared range."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    lo, hi = _FLOAT_PARAMS[name].float_range  # type: ignore[misc]
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo:g}, {hi:g}], got {value!r}")
-    return float(value)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -217,20 +182,72 @@ def _one_line(text: str, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-class _Queued(NamedTuple):
-    topic: str
-    msg: Image | CompressedImage
-    received: float  # time.monotonic() at arrival
-    arrival_ns: int  # node clock at arrival (stamp of unstamped images)
-
-
 class RseeNode(Node):
     """The RSEE action recognition node; see the module docstring."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        p = self._declare_parameters()
+        try:
+            p = declare_parameters(self, PARAMETERS)
+        except ValueError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from None
+        checkpoint = self._load_model(p)
+        self.resolutions = list(checkpoint.config.resolutions)
+        self.pipeline = RecognitionPipeline(checkpoint.model, checkpoint.class_names)
+        try:
+            self.control = SettingsControl(
+                self.pipeline, self._user_settings(p), target_fps=p["target_fps"]
+            )
+        except ValueError as exc:
+            raise StartupError(f"invalid parameters: {exc}") from None
+        self._pending: tuple[PipelineSettings, float] | None = None
+
+        self._actions_pub = self.create_publisher(ActionRecognition, "~/actions", 10)
+        self._array_pub = self.create_publisher(ActionRecognitionArray, "~/actions_array", 10)
+        self._label_pub = self.create_publisher(LabelInfo, "~/label_info", qos.latched())
+        self._status_pub = self.create_publisher(RseeStatus, "~/status", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._label_pub.publish(to_label_info(
+            checkpoint.class_names, self.resolutions, stamp=self.get_clock().now().to_msg(),
+            model_name=str(checkpoint.metadata.get("name", "rsee")),
+            backbone=checkpoint.config.backbone, checkpoint=str(self.checkpoint_path),
+        ))
+        self._latest: dict[str, ActionRecognition] = {}
+
+        self.worker = RecognitionWorker(
+            self.pipeline, self.control, self._decode, self._publish,
+            queue_depth=p["queue_size"], reject_errors=(ImageConversionError,),
+            rejects=RejectCounter(self.get_logger(), period_s=5.0),
+            drops=RejectCounter(self.get_logger(), period_s=5.0, what="frame"),
+        )
+        self.status = StatusReporter(self.worker)
+        self._subs = [self._subscribe(topic, p["qos_reliability"], p["qos_depth"])
+                      for topic in dict.fromkeys(p["image_topics"])]
+        self._timer = self.create_timer(p["diagnostics_period_s"], self._report)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        if hasattr(self, "add_post_set_parameters_callback"):  # Jazzy and later
+            self.add_post_set_parameters_callback(lambda _params: self._apply_pending())
+        self.get_logger().info(
+            f"{checkpoint.config.num_classes} classes, resolutions {self.resolutions} on "
+            f"{self.device} ({self.checkpoint_path.name}); listening on "
+            + ", ".join(f"{s.topic_name} ({s.msg_type.__name__})" for s in self._subs)
+        )
+
+    # Setup ------------------------------------------------------------------------------------
+
+    def _load_model(self, p: dict[str, Any]) -> Any:
+        """The checkpoint, on the device asked for (StartupError with one line otherwise)."""
+        if p["qos_reliability"] not in QOS_CHOICES:
+            raise StartupError(
+                f"qos_reliability must be one of {QOS_CHOICES}, got {p['qos_reliability']!r}"
+            )
+        topics = [str(t).strip() for t in p["image_topics"] or []]
+        if not topics or not all(topics):
+            raise StartupError(f"image_topics must be a non-empty list of topics, got {topics}")
+        p["image_topics"] = topics
         if p["num_threads"]:
+            import torch
+
             torch.set_num_threads(p["num_threads"])
         self.checkpoint_path = self._checkpoint_path(p["checkpoint"])
         try:
@@ -241,130 +258,28 @@ class RseeNode(Node):
         except (RuntimeError, ValueError) as exc:
             raise StartupError(_one_line(f"device: {exc}")) from None
         self.device = str(device)
-        resolutions = list(checkpoint.config.resolutions)
-        self.declare_parameter(
-            "allowed_resolutions",
-            resolutions,
-            ParameterDescriptor(
-                description=ALLOWED_RESOLUTIONS_DESCRIPTION,
-                dynamic_typing=False,
-                additional_constraints=f"subset of {resolutions}",
-            ),
-        )
-        allowed = tuple(self.get_parameter("allowed_resolutions").value)
-        try:
-            self._user = PipelineSettings(
-                window_size=p["window_size"],
-                stride=p["stride"],
-                frame_step=p["frame_step"],
-                max_gap_s=p["max_gap_s"],
-                exit_threshold=p["exit_threshold"],
-                allowed_resolutions=() if sorted(allowed) == sorted(resolutions) else allowed,
-                max_resolution=p["max_resolution"],
-                skip_enabled=p["skip_enabled"],
-                top_k=p["top_k"],
-            )
-            self._user.resolutions_for(resolutions)
-        except ValueError as exc:
-            raise StartupError(f"invalid parameters: {exc}") from None
-        self._target_fps: float = p["target_fps"]
-        self._control_lock = threading.Lock()
-        self._controller: TargetFpsController | None = None
-        self.pipeline = RecognitionPipeline(
-            checkpoint.model, checkpoint.class_names, self._effective(self._user)
-        )
+        return checkpoint
 
-        # Publishers.
-        latched = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-        self._actions_pub = self.create_publisher(ActionRecognition, "~/actions", 10)
-        self._array_pub = self.create_publisher(ActionRecognitionArray, "~/actions_array", 10)
-        self._label_pub = self.create_publisher(LabelInfo, "~/label_info", latched)
-        self._status_pub = self.create_publisher(RseeStatus, "~/status", 10)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._label_pub.publish(
-            to_label_info(
-                checkpoint.class_names,
-                resolutions,
-                stamp=self.get_clock().now().to_msg(),
-                model_name=str(checkpoint.metadata.get("name", "rsee")),
-                backbone=checkpoint.config.backbone,
-                checkpoint=str(self.checkpoint_path),
-            )
-        )
+    def _user_settings(self, p: dict[str, Any]) -> PipelineSettings:
+        """The user's pipeline settings from the start-up parameter values."""
+        self.declare_parameter("allowed_resolutions", self.resolutions, ParameterDescriptor(
+            description=ALLOWED_RESOLUTIONS_DESCRIPTION, dynamic_typing=False,
+            additional_constraints=f"subset of {self.resolutions}",
+        ))
+        p["allowed_resolutions"] = self.get_parameter("allowed_resolutions").value
+        return PipelineSettings(**{
+            name: self._setting(name, p[name]) for name in _PIPELINE_PARAMS
+        })
 
-        # Inference queue and worker.
-        self.rejects = RejectCounter(self.get_logger(), period_s=5.0)
-        self.drops = RejectCounter(self.get_logger(), period_s=5.0, what="frame")
-        self._queue: deque[_Queued] = deque(maxlen=p["queue_size"])
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._received = 0
-        self._handled = 0
-        self._published = 0
-        self._latest: dict[str, ActionRecognition] = {}
-        self._recent_gflops: deque[float] = deque(maxlen=200)
-        self._last_report = (time.monotonic(), 0, 0)
-        self._dropped_at_report = self._rejected_at_report = 0
-        with self._control_lock:
-            self._apply_target(self._target_fps)
-
-        # Subscriptions.
-        self._subs = []
-        for topic in dict.fromkeys(p["image_topics"]):
-            self._subs.append(self._subscribe(topic, p["qos_reliability"], p["qos_depth"]))
-
-        self._worker = threading.Thread(target=self._work, name="rsee_inference", daemon=True)
-        self._worker.start()
-        self._timer = self.create_timer(p["diagnostics_period_s"], self._report)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.get_logger().info(
-            f"{checkpoint.config.num_classes} classes, resolutions {resolutions} on {self.device}"
-            f" ({self.checkpoint_path.name}); listening on "
-            + ", ".join(f"{s.topic_name} ({s.msg_type.__name__})" for s in self._subs)
-        )
-
-    # Setup ------------------------------------------------------------------------------------
-
-    def _declare_parameters(self) -> dict[str, Any]:
-        for spec in PARAMETERS:
-            descriptor = ParameterDescriptor(
-                description=spec.description,
-                read_only=not spec.dynamic,
-                additional_constraints=spec.constraints,
-                # Doubles also take integers (`-p max_gap_s:=2`); checked by _check_float.
-                dynamic_typing=spec.float_range is not None,
-            )
-            if spec.int_range is not None:
-                lo, hi = spec.int_range
-                descriptor.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
-            if spec.float_range is not None:
-                lo, hi = spec.float_range
-                descriptor.floating_point_range = [
-                    FloatingPointRange(from_value=lo, to_value=hi, step=0.0)
-                ]
-            self.declare_parameter(spec.name, spec.default, descriptor)
-        values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS}
-        try:
-            for name in _FLOAT_PARAMS:
-                values[name] = _check_float(name, values[name])
-        except ValueError as exc:
-            raise StartupError(f"invalid parameters: {exc}") from None
-        if values["qos_reliability"] not in QOS_CHOICES:
-            raise StartupError(
-                f"qos_reliability must be one of {QOS_CHOICES}, got {values['qos_reliability']!r}"
-            )
-        if values["device"] not in DEVICES and not str(values["device"]).startswith("cuda:"):
-            raise StartupError(f"device must be auto, cpu or cuda, got {values['device']!r}")
-        topics = [str(t).strip() for t in values["image_topics"] or []]
-        if not topics or not all(topics):
-            raise StartupError(f"image_topics must be a non-empty list of topics, got {topics}")
-        values["image_topics"] = topics
-        return values
+    def _setting(self, name: str, value: Any) -> Any:
+        """A parameter value as the pipeline setting of the same name (ValueError if bad)."""
+        if name == "allowed_resolutions":
+            if value is None:
+                raise ValueError("allowed_resolutions must be a list of integers")
+            value = tuple(value)
+            return () if sorted(value) == sorted(self.resolutions) else value  # () = all
+        spec = _SPECS[name]
+        return check_number(spec, value) if spec.is_number else value
 
     @staticmethod
     def _checkpoint_path(value: str) -> Path:
@@ -380,283 +295,116 @@ class RseeNode(Node):
     def _subscribe(self, topic: str, reliability: str, depth: int) -> Any:
         compressed = topic.rstrip("/").endswith("/compressed")
         msg_type = CompressedImage if compressed else Image
-        qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=depth,
-            reliability=qos_profile_sensor_data.reliability,
-            durability=DurabilityPolicy.VOLATILE,
-        )
-        if reliability == "reliable":
-            qos.reliability = ReliabilityPolicy.RELIABLE
-        elif reliability == "auto":
+        if reliability == "auto":
             resolve = getattr(self, "resolve_topic_name", None)  # not in Humble's rclpy
             infos = self.get_publishers_info_by_topic(resolve(topic) if resolve else topic)
-            if infos and all(
-                i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos
-            ):
-                qos.reliability = ReliabilityPolicy.RELIABLE
+            reliable = qos.reliability_policy("reliable")
+            all_reliable = bool(infos) and all(i.qos_profile.reliability == reliable
+                                               for i in infos)
+            reliability = "reliable" if all_reliable else "best_effort"
+        profile = qos.stream(reliability, depth)  # best effort: the sensor-data reliability
         name = [topic]  # replaced by the resolved name once the subscription exists
         sub = self.create_subscription(
-            msg_type, topic, lambda msg: self._on_image(msg, name[0]), qos
+            msg_type, topic,
+            lambda msg: self.worker.submit(name[0], msg, self.get_clock().now().nanoseconds),
+            profile,
         )
         name[0] = sub.topic_name
         return sub
 
-    # Settings ---------------------------------------------------------------------------------
+    # Parameters -------------------------------------------------------------------------------
 
-    def _effective(self, user: PipelineSettings) -> PipelineSettings:
-        """The pipeline settings: the user's, with the controller's threshold and cap."""
-        if self._controller is None:
-            return user
-        out = self._controller.output
-        return replace(user, exit_threshold=out.exit_threshold, max_resolution=out.max_resolution)
-
-    def _apply_target(self, target_fps: float) -> None:
-        """(Re)configure the controller for the user settings; caller holds _control_lock."""
-        if target_fps > 0:
-            allowed = self._user.resolutions_for(self.pipeline.resolutions)
-            if self._controller is None:
-                self._controller = TargetFpsController(
-                    target_fps, allowed, self._user.exit_threshold
-                )
-            else:
-                self._controller.set_target(target_fps)
-                self._controller.set_limits(allowed, self._user.exit_threshold)
-        else:
-            self._controller = None
-        self._target_fps = target_fps
-        self.pipeline.update(**asdict(self._effective(self._user)))
-
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _check_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate a parameter change (applied after it was accepted: _apply_pending)."""
         changes: dict[str, Any] = {}
-        target = None
+        target = self.control.target_fps
         try:
             for param in params:
-                value = param.value
-                if param.name in _FLOAT_PARAMS:
-                    value = _check_float(param.name, value)
-                if param.name == "allowed_resolutions":
-                    if value is None:
-                        raise ValueError("allowed_resolutions must be a list of integers")
-                    value = tuple(value)
-                    if sorted(value) == sorted(self.pipeline.resolutions):
-                        value = ()
                 if param.name in _PIPELINE_PARAMS:
-                    changes[param.name] = value
+                    changes[param.name] = self._setting(param.name, param.value)
                 elif param.name == "target_fps":
-                    target = value
-            with self._control_lock:
-                user = replace(self._user, **changes)
-                user.resolutions_for(self.pipeline.resolutions)
-                self.pipeline.check(**asdict(user))
-                self._user = user
-                self._apply_target(self._target_fps if target is None else target)
+                    target = check_number(_SPECS["target_fps"], param.value)
+            user = self.control.check(**changes)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
+        self._pending = (user, target)
+        if not hasattr(self, "add_post_set_parameters_callback"):  # Humble: apply now
+            self._apply_pending()
         return SetParametersResult(successful=True)
 
-    # Frames -----------------------------------------------------------------------------------
+    def _apply_pending(self) -> None:
+        if self._pending is not None:
+            user, target = self._pending
+            self._pending = None
+            self.control.apply(user, target_fps=target)
 
-    def _on_image(self, msg: Image | CompressedImage, topic: str) -> None:
-        item = _Queued(topic, msg, time.monotonic(), self.get_clock().now().nanoseconds)
-        with self._cond:
-            full = len(self._queue) == self._queue.maxlen
-            self._queue.append(item)  # a full deque drops its oldest item
-            self._received += 1
-            self._cond.notify()
-        if full:
-            self.drops.reject("queue full: inference slower than the cameras")
+    # Frames and results -----------------------------------------------------------------------
 
-    def _work(self) -> None:
-        drops_then = self.drops.total  # the target_fps controller also learns of the drops
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait(0.5)
-                if self._stopping:
-                    return
-                item = self._queue.popleft()
-            start = time.monotonic()
-            try:
-                self._handle(item)
-            except Exception as exc:  # noqa: BLE001 - keep running on one bad frame
-                if self._stopping or not self.context.ok():
-                    return
-                self.rejects.reject("inference_error", f"{item.topic}: {exc!r}")
-            busy = time.monotonic() - start
-            drops = self.drops.total
-            dropped, drops_then = drops - drops_then, drops
-            with self._control_lock:
-                if self._controller is not None and self._controller.record(1, busy, dropped):
-                    self.pipeline.update(**asdict(self._effective(self._user)))
+    @staticmethod
+    def _decode(arrival: Arrival) -> DecodedFrame:
+        msg = arrival.payload
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        return DecodedFrame(rgb, stamp_ns(msg.header.stamp), msg.header.frame_id)
 
-    def _handle(self, item: _Queued) -> None:
-        msg = item.msg
-        try:
-            rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
-        except ImageConversionError as exc:
-            self.rejects.reject(exc.reason, f"{item.topic}: {exc.detail}")
-            return
-        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        if stamp_ns == 0:
-            stamp_ns = item.arrival_ns
-        results = self.pipeline.push(
-            item.topic,
-            stamp_ns * 1e-9,
-            rgb,
-            stamp_ns=stamp_ns,
-            frame_id=msg.header.frame_id,
-            received_at=item.received,
-        )
-        with self._cond:
-            self._handled += 1
+    def _publish(self, results: list[WindowResult], arrival: Arrival) -> None:
         for result in results:
-            out = to_action_recognition(result, latency_s=time.monotonic() - item.received)
+            out = to_action_recognition(result, latency_s=time.monotonic() - arrival.received)
             self._actions_pub.publish(out)
-            self._published += 1
-            self._recent_gflops.append(result.gflops)
             self._latest[result.source] = out
             if self._array_pub.get_subscription_count():
-                self._array_pub.publish(
-                    to_action_recognition_array(
-                        list(self._latest.values()), self.get_clock().now().to_msg()
-                    )
-                )
-
-    # Reports ----------------------------------------------------------------------------------
+                self._array_pub.publish(to_action_recognition_array(
+                    list(self._latest.values()), self.get_clock().now().to_msg()
+                ))
 
     def _report(self) -> None:
-        now = time.monotonic()
-        with self._cond:
-            received, handled = self._received, self._handled
-        then, received0, handled0 = self._last_report
-        self._last_report = (now, received, handled)
-        elapsed = max(now - then, 1e-9)
-        input_fps = (received - received0) / elapsed
-        processed_fps = (handled - handled0) / elapsed
-        stats = self.pipeline.stats()
-        latencies = self.pipeline.recent_latencies()
-        p50 = percentile(latencies, 50) * 1e3 if latencies else 0.0
-        p99 = percentile(latencies, 99) * 1e3 if latencies else 0.0
-        gflops = list(self._recent_gflops)
-        mean_gflops = sum(gflops) / len(gflops) if gflops else 0.0
-        settings = self.pipeline.settings
-        max_res = max(settings.resolutions_for(self.pipeline.resolutions))
-        with self._control_lock:
-            capacity = self._controller.capacity_fps if self._controller else math.nan
-        if math.isnan(capacity):
-            capacity = stats.frames / stats.busy_s if stats.busy_s > 0 else 0.0
-        dropped, rejected = self.drops.total, self.rejects.total
+        snapshot = self.status.snapshot()
         stamp = self.get_clock().now().to_msg()
-        self._status_pub.publish(
-            RseeStatus(
-                header=Header(stamp=stamp),
-                input_fps=float(input_fps),
-                processed_fps=float(processed_fps),
-                frames_dropped=dropped,
-                frames_rejected=rejected,
-                latency_p50_ms=float(p50),
-                latency_p99_ms=float(p99),
-                mean_gflops=float(mean_gflops),
-                exit_threshold=float(settings.exit_threshold),
-                max_resolution=int(max_res),
-                capacity_fps=float(capacity),
-                target_fps=float(self._target_fps),
-                results_published=self._published,
-                device=self.device,
-            )
-        )
-        values = {
-            "input_fps": f"{input_fps:.2f}",
-            "processed_fps": f"{processed_fps:.2f}",
-            "capacity_fps": f"{capacity:.2f}",
-            "target_fps": f"{self._target_fps:g}",
-            "frames_received": str(received),
-            "frames_dropped": str(dropped),
-            "frames_rejected": str(rejected),
-            **{f"rejected {reason}": str(n) for reason, n in sorted(self.rejects.counts.items())},
-            "results_published": str(self._published),
-            "latency_p50_ms": f"{p50:.2f}",
-            "latency_p99_ms": f"{p99:.2f}",
-            "mean_gflops_per_window": f"{mean_gflops:.4f}",
-            "mean_uniform_gflops_per_window": f"{stats.mean_uniform_gflops:.4f}",
-            "exit_threshold": f"{settings.exit_threshold:g}",
-            "max_resolution": str(max_res),
-            **{
-                f"resolution {r or 'skipped'}": str(n)
-                for r, n in sorted(stats.resolution_histogram.items(), reverse=True)
-            },
-            "device": self.device,
-        }
-        recent_drops = dropped - self._dropped_at_report
-        recent_rejects = rejected - self._rejected_at_report
-        self._dropped_at_report, self._rejected_at_report = dropped, rejected
-        level, message = DiagnosticStatus.OK, "running"
-        if recent_drops or recent_rejects:
-            level = DiagnosticStatus.WARN
-            message = f"{recent_drops} frames dropped, {recent_rejects} rejected in the last period"
-        elif received == received0:
-            message = "no images"
-        self._diag_pub.publish(
-            DiagnosticArray(
-                header=Header(stamp=stamp),
-                status=[
-                    DiagnosticStatus(
-                        level=level,
-                        name=f"{self.get_fully_qualified_name()}: action recognition",
-                        message=message,
-                        hardware_id=self.device,
-                        values=[KeyValue(key=k, value=v) for k, v in values.items()],
-                    )
-                ],
-            )
-        )
+        self._status_pub.publish(to_rsee_status(snapshot, stamp, self.device))
+        self._diag_pub.publish(to_diagnostic_array(
+            snapshot, stamp, f"{self.get_fully_qualified_name()}: action recognition", self.device
+        ))
 
     # Introspection (tests, tools) ---------------------------------------------------------------
 
     @property
     def frames_received(self) -> int:
         """Images received on all topics."""
-        with self._cond:
-            return self._received
+        return self.worker.frames_received
 
     @property
     def frames_handled(self) -> int:
-        """Images taken off the queue and pushed into the pipeline (not rejected)."""
-        with self._cond:
-            return self._handled
+        """Images converted and pushed into the pipeline."""
+        return self.worker.frames_handled
 
     @property
     def queue_length(self) -> int:
-        """Images waiting in the queue now."""
-        with self._cond:
-            return len(self._queue)
+        """Images waiting in the queues now."""
+        return len(self.worker.queue)
 
     @property
     def results_published(self) -> int:
         """ActionRecognition messages published."""
-        return self._published
+        return self.worker.results_published
+
+    @property
+    def rejects(self) -> RejectCounter:
+        """Images refused (conversion failed, inference error), per reason."""
+        return self.worker.rejects
+
+    @property
+    def drops(self) -> RejectCounter:
+        """Images dropped from a full queue, per camera."""
+        return self.worker.drops
 
     def idle(self) -> bool:
-        """True when the queue is empty and the worker is not handling a frame."""
-        with self._cond:
-            return not self._queue and self._received == self._handled + self.rejects.total + (
-                self.drops.total
-            )
+        """True when every received image has been handled, rejected or dropped."""
+        return self.worker.idle()
 
     # Shutdown ---------------------------------------------------------------------------------
 
-    def stop_worker(self, timeout_s: float = 5.0) -> None:
-        """Stop the inference thread (the frame it is on is finished first)."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._worker.is_alive() and self._worker is not threading.current_thread():
-            self._worker.join(timeout_s)
-
     def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):
-            self.stop_worker()
+        if hasattr(self, "worker"):
+            self.worker.stop()
         super().destroy_node()
 
 
@@ -668,3 +416,4 @@ def main(args: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
