@@ -24,14 +24,16 @@ pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make se
 
 import torch  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
+from std_msgs.msg import Header, String  # noqa: E402
 
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint  # noqa: E402
 from rsee_ros.msg import ActionRecognition, LabelInfo, RseeStatus  # noqa: E402
@@ -484,3 +486,118 @@ def test_demo_runs_the_two_nodes_and_summarises(checkpoint: Path) -> None:
                   "GFLOPs per window", "latency p50", "0 frames dropped"):
         assert words in out, out
     assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_edge_parameter_values_are_refused_with_their_type_kept(harness) -> None:
+    h = harness(window_size=4, exit_threshold=NEVER)
+    for bad, words in ((dict(exit_threshold="fast"), "exit_threshold"),
+                       (dict(max_gap_s=float("nan")), "max_gap_s")):
+        result = h.set_params(**bad)[0]
+        assert not result.successful and words in result.reason, (bad, result.reason)
+    empty = Parameter("allowed_resolutions", Parameter.Type.INTEGER_ARRAY, [])
+    result = h.node.set_parameters([empty])[0]
+    assert not result.successful and "non-empty" in result.reason  # [] does not mean "all"
+    # the refused string did not change how exit_threshold is described
+    assert h.node.describe_parameter("exit_threshold").type == ParameterType.PARAMETER_DOUBLE
+    assert h.node.get_parameter("exit_threshold").value == NEVER
+    request = SetParameters.Request(parameters=[
+        ParameterMsg(name="", value=Parameter("x", value=1.0).get_parameter_value())])
+    future = h.set_client.call_async(request)
+    assert _wait(future.done)
+    assert not future.result().results[0].successful
+
+
+def test_late_stamps_and_lost_frames_are_counted_and_reported(harness) -> None:
+    h = harness(window_size=8, exit_threshold=NEVER, max_gap_s=1.0)
+    frames = _frames(12)
+    stamps = [10.0 + 0.1 * i for i in range(12)]
+    stamps[5] = stamps[4] - 0.05  # out of order: a late frame
+    del stamps[8:10]  # two frames lost on the way: a hole in the 10 Hz cadence
+    for t, rgb in zip(stamps, frames, strict=False):
+        h.publish("/cam0/image_raw", rgb, t)
+    assert h.node.rejects.counts == {"late_stamp": 1}
+    assert _wait(lambda: any(s.frames_missing == 2 for s in h.status))
+
+    def warned() -> bool:
+        return any(d.status[0].level == DiagnosticStatus.WARN and "missing" in d.status[0].message
+                   for d in h.diagnostics)
+
+    assert _wait(warned)
+
+
+def test_a_topic_with_another_type_is_reported(harness, ros_domain_id: int) -> None:
+    h = harness(window_size=4)
+    # Another participant: DDS refuses two types on one topic within one participant.
+    other = rclpy.Context()
+    rclpy.init(context=other, domain_id=ros_domain_id,
+               signal_handler_options=SignalHandlerOptions.NO)
+    talker = rclpy.create_node("rsee_wrong_type", context=other)
+    talker.create_publisher(String, "/cam0/image_raw", 10)
+
+    def reported() -> bool:
+        for d in h.diagnostics:
+            values = {kv.key: kv.value for kv in d.status[0].values}
+            if "std_msgs/msg/String" in values.get("topic /cam0/image_raw", ""):
+                return d.status[0].level == DiagnosticStatus.WARN
+        return False
+
+    try:
+        assert _wait(reported)
+    finally:
+        talker.destroy_node()
+        other.try_shutdown()
+
+
+def test_lazy_subscription_follows_the_result_listeners(ros_context, checkpoint) -> None:
+    node = RseeNode(context=ros_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(checkpoint)),
+        Parameter("lazy_subscription", value=True)])
+    io = rclpy.create_node("rsee_lazy_io", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(io)
+
+    def spin_until(until) -> bool:
+        end = time.monotonic() + TIMEOUT
+        while not until() and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        return bool(until())
+
+    try:
+        assert not node.cameras.active
+        sub = io.create_subscription(ActionRecognition, "/rsee_node/actions", lambda m: None, 10)
+        assert spin_until(lambda: node.cameras.active)
+        io.destroy_subscription(sub)
+        assert spin_until(lambda: not node.cameras.active)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        io.destroy_node()
+
+
+def test_auto_qos_follows_a_publisher_that_appears_later(ros_context, checkpoint) -> None:
+    node = RseeNode(context=ros_context, parameter_overrides=[
+        Parameter("checkpoint", value=str(checkpoint)),
+        Parameter("image_topics", value=["/auto_cam/image_raw"]),
+        Parameter("qos_reliability", value="auto")])
+    io = rclpy.create_node("rsee_auto_io", context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(io)
+
+    def reliability() -> ReliabilityPolicy:
+        (info,) = node.get_subscriptions_info_by_topic("/auto_cam/image_raw")
+        return info.qos_profile.reliability
+
+    try:
+        assert reliability() == ReliabilityPolicy.BEST_EFFORT  # nobody publishes yet
+        io.create_publisher(Image, "/auto_cam/image_raw",
+                            QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        end = time.monotonic() + TIMEOUT
+        while reliability() != ReliabilityPolicy.RELIABLE and time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        assert reliability() == ReliabilityPolicy.RELIABLE
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        io.destroy_node()

@@ -193,3 +193,51 @@ def test_status_snapshot_rates_and_counts(model) -> None:
     now[0] += 1.0
     later = reporter.snapshot()
     assert later.period_frames == 0 and later.input_fps == 0.0 and later.frames_received == 4
+
+
+def test_the_controller_is_told_only_the_frames_that_went_to_the_model(model) -> None:
+    """Windows that exit after their first frame leave 15 nearly free frames each; counting
+    them made capacity_fps read thousands of fps while full-cost frames could not keep up."""
+    frames = np.random.default_rng(2).integers(0, 256, (32, 48, 64, 3), dtype=np.uint8)
+    worker, published = _worker(model, window_size=16, exit_threshold=0.0, skip_enabled=False)
+    recorded: list[tuple[int, float]] = []
+    worker.control.record = lambda n, busy, dropped=0: recorded.append((n, busy))  # type: ignore
+    try:
+        for i, rgb in enumerate(frames):
+            worker.submit("cam", (10**8 * (i + 1), rgb), arrival_ns=0)
+        assert _wait(worker.idle)
+    finally:
+        worker.stop()
+    assert len(published) == 2 and all(r.exited_early for r in published)
+    assert [n for n, _ in recorded] == ([1] + [0] * 15) * 2
+    assert all(busy > 0 for n, busy in recorded if n) and all(busy == 0 for n, busy in
+                                                             recorded if not n)
+
+
+def test_a_camera_that_stops_has_its_window_published_after_max_gap(model) -> None:
+    frames = np.random.default_rng(3).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    worker, published = _worker(model, window_size=16, exit_threshold=1.0, max_gap_s=0.2,
+                                skip_enabled=False)
+    try:
+        for i, rgb in enumerate(frames):
+            worker.submit("cam", (10**8 * (i + 1), rgb), arrival_ns=0)
+        assert _wait(lambda: len(published) == 1)  # no new frame arrives: cut when stalled
+    finally:
+        worker.stop()
+    (result,) = published
+    assert result.end_reason == "stalled" and not result.complete and result.window_length == 3
+
+
+def test_late_frames_are_rejected_and_do_not_cut_the_window(model) -> None:
+    frames = np.random.default_rng(4).integers(0, 256, (5, 48, 64, 3), dtype=np.uint8)
+    worker, published = _worker(model, window_size=4, exit_threshold=1.0, max_gap_s=1.0,
+                                skip_enabled=False)
+    stamps = [1.0, 1.1, 1.05, 1.2, 1.3]  # the third frame is late (out of order)
+    try:
+        for t, rgb in zip(stamps, frames, strict=True):
+            worker.submit("cam", (round(t * 1e9), rgb), arrival_ns=0)
+        assert _wait(lambda: len(published) == 1)
+    finally:
+        worker.stop()
+    assert published[0].complete and published[0].window_length == 4
+    assert worker.rejects.counts == {"late_stamp": 1}

@@ -120,3 +120,15 @@ def test_capacity_is_the_handled_rate_in_a_period_with_drops() -> None:
     assert ctl.capacity_fps == pytest.approx(200.0) and ctl.level == 0.0  # busy time: 200 fps
     one_period(dropping=True)
     assert ctl.capacity_fps == pytest.approx(80.0, rel=0.03) and ctl.level > 0.0
+
+
+def test_raising_the_user_threshold_restores_the_range() -> None:
+    """The threshold floor follows the user's value down and back up (it used to stay down)."""
+    ctl = TargetFpsController(30, RESOLUTIONS, 0.9, clock=_Clock())
+    assert (ctl.min_threshold, ctl.max_threshold) == (0.5, 0.9)
+    ctl.set_limits(RESOLUTIONS, 0.2)
+    assert (ctl.min_threshold, ctl.max_threshold) == (0.2, 0.2)
+    ctl.set_limits(RESOLUTIONS, 0.9)
+    assert (ctl.min_threshold, ctl.max_threshold) == (0.5, 0.9)
+    ctl.reset(level=0.5)  # the split level: the threshold is at the bottom of the range
+    assert ctl.output.exit_threshold == pytest.approx(0.5)

@@ -86,7 +86,7 @@ def test_frame_step_subsamples() -> None:
 
 
 @pytest.mark.parametrize(
-    ("next_stamp", "reason"), [(3 * DT + 5.0, GAP), (0.01, BACKWARDS), (-1.0, BACKWARDS)]
+    ("next_stamp", "reason"), [(3 * DT + 5.0, GAP), (3 * DT - 1.01, BACKWARDS), (-1.0, BACKWARDS)]
 )
 def test_gap_or_backwards_stamp_starts_new_video(next_stamp: float, reason: str) -> None:
     a = WindowAssembler(WindowSettings(window_size=4, stride=2, max_gap_s=1.0))
@@ -98,7 +98,21 @@ def test_gap_or_backwards_stamp_starts_new_video(next_stamp: float, reason: str)
     assert (cut.end_reason, cut.num_frames, cut.complete, cut.video) == (reason, 2, False, 0)
     assert cut.last_stamp == pytest.approx(3 * DT)
     assert (e.video, e.index, e.kept, _starts(e.opened)) == (1, 0, True, [0])
+    assert e.restart == reason and all(x.restart is None for x in ev)
     assert a.video == 1 and e.opened[0].video == 1 and e.opened[0].first_stamp == next_stamp
+
+
+def test_a_late_frame_is_dropped_and_cuts_nothing() -> None:
+    a = WindowAssembler(WindowSettings(window_size=4, max_gap_s=1.0), keep_frames=True)
+    _feed(a, 3)  # stamps 0, DT, 2 DT
+    late = a.push(DT / 2, "late")  # before the previous frame, within max_gap_s
+    assert late.late and not late.kept and late.ended == late.windows == ()
+    e = a.push(3 * DT, "next")  # compared with the last frame kept (2 DT), not the late one
+    assert e.ended == () and e.kept and [w.frames for w in e.completed] == [[0, 1, 2, "next"]]
+    assert a.video == 0
+    off = WindowAssembler(WindowSettings(window_size=4, max_gap_s=0.0))  # no gap detection:
+    off.push(1.0)
+    assert [w.end_reason for w in off.push(0.9).ended] == [BACKWARDS]  # every step back restarts
 
 
 def test_equal_stamps_and_disabled_gap_do_not_break() -> None:
@@ -263,12 +277,17 @@ def _reference(stamps: list[float], s: WindowSettings) -> list[tuple]:
     returns (video, start_index, frames, end_reason) per window."""
     videos: list[list[int]] = [[0]]
     reasons: list[str] = []
+    detection = 0 < s.max_gap_s < math.inf
+    previous = stamps[0]
     for i in range(1, len(stamps)):
-        dt = stamps[i] - stamps[i - 1]
-        if dt < 0 or (0 < s.max_gap_s < math.inf and dt > s.max_gap_s):
+        dt = stamps[i] - previous
+        if detection and -s.max_gap_s <= dt < 0:
+            continue  # late: dropped, the previous stamp stays
+        if dt < 0 or (detection and dt > s.max_gap_s):
             reasons.append(BACKWARDS if dt < 0 else GAP)
             videos.append([])
         videos[-1].append(i)
+        previous = stamps[i]
     reasons.append(END_OF_STREAM)
     size = s.window_size
     stride = s.stride or size

@@ -23,6 +23,8 @@ WarningSink = Callable[[str], Any] | _WarningLogger
 class RejectCounter:
     """Counts rejects per reason and logs at most one warning per reason every ``period_s``.
 
+    ``what`` and ``verb`` word the warnings ("dropped frame (reason): ...").
+
     ``sink`` is anything with a ``warning(str)`` method (an rclpy ``RcutilsLogger`` or a
     ``logging.Logger``), a plain callable taking the message, or None (count only).
     Thread-safe, so it can be shared by callbacks of a multi-threaded executor.
@@ -34,6 +36,7 @@ class RejectCounter:
         period_s: float = 5.0,
         what: str = "frame",
         clock: Callable[[], float] = time.monotonic,
+        verb: str = "dropped",
     ) -> None:
         if period_s < 0:
             raise ValueError("period_s must be >= 0")
@@ -47,6 +50,7 @@ class RejectCounter:
             raise TypeError("sink must have a warning() method or be callable")
         self.period_s = float(period_s)
         self.what = what
+        self.verb = verb
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -69,10 +73,10 @@ class RejectCounter:
             self._last_log[reason] = now
             self._at_last_log[reason] = count
         if self._emit is not None:
-            text = f"dropped {self.what} ({reason})"
+            text = f"{self.verb} {self.what} ({reason})"
             if detail:
                 text += f": {detail}"
-            text += f" [{count} dropped for this reason so far"
+            text += f" [{count} {self.verb} for this reason so far"
             if last is not None:
                 text += f", {since} in the last {now - last:.1f} s"
             self._emit(text + "]")

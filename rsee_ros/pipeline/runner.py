@@ -68,6 +68,8 @@ __all__ = [
     "BETWEEN_WINDOWS",
     "EXIT",
     "FRAME_OUTCOMES",
+    "LATE",
+    "MODEL_OUTCOMES",
     "NOT_KEPT",
     "PROCESSED",
     "SKIPPED",
@@ -87,8 +89,11 @@ PROCESSED = "processed"  # went through the backbone for at least one window
 SKIPPED = "skipped"  # fed to its windows, but the selector skipped it in every one
 AFTER_EXIT = "after_exit"  # every window holding it had already exited: not looked at
 NOT_KEPT = "not_kept"  # dropped by frame_step subsampling
+LATE = "late"  # stamp before the previous frame's (within max_gap_s): dropped, out of order
 BETWEEN_WINDOWS = "between_windows"  # kept, but in no window (stride larger than window_size)
-FRAME_OUTCOMES = (PROCESSED, SKIPPED, AFTER_EXIT, NOT_KEPT, BETWEEN_WINDOWS)
+FRAME_OUTCOMES = (PROCESSED, SKIPPED, AFTER_EXIT, NOT_KEPT, BETWEEN_WINDOWS, LATE)
+MODEL_OUTCOMES = (PROCESSED, SKIPPED)
+"""Outcomes of frames that went to the model (whatever the selector then chose)."""
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,8 @@ class PipelineStats:
 
     ``resolution_histogram`` counts (window, frame) steps by the resolution used, 0 for frames the
     selector skipped; ``backbone_frames`` is the number of such steps with a resolution.
-    ``busy_s`` is the time spent inside :meth:`RecognitionPipeline.process`.
+    ``busy_s`` is the time spent inside :meth:`RecognitionPipeline.process`; ``restarts``
+    counts new videos started by a stamp, per reason (``gap``, ``backwards``).
     """
 
     frames: int = 0
@@ -251,6 +257,7 @@ class PipelineStats:
     gflops: float = 0.0
     uniform_gflops: float = 0.0
     busy_s: float = 0.0
+    restarts: dict[str, int] = field(default_factory=dict)
 
     @property
     def mean_gflops(self) -> float:
@@ -434,7 +441,9 @@ class RecognitionPipeline:
             )
         active = event.active
         histogram: Counter[int] = Counter()
-        if not event.kept:
+        if event.late:
+            outcome = LATE
+        elif not event.kept:
             outcome = NOT_KEPT
         elif not event.windows:
             outcome = BETWEEN_WINDOWS
@@ -462,7 +471,7 @@ class RecognitionPipeline:
             track = self._tracks.pop(w.id)
             if not track.done:
                 results.append(self._result(w, track, COMPLETE, received))
-        self._account(outcome, histogram, len(event.opened), results, start)
+        self._account(outcome, histogram, len(event.opened), results, start, event.restart)
         return FrameReport(results, outcome, event)
 
     def close(self, source: str | None = None, reason: str = END_OF_STREAM) -> list[WindowResult]:
@@ -548,10 +557,13 @@ class RecognitionPipeline:
         opened: int,
         results: list[WindowResult],
         start: float,
+        restart: str | None = None,
     ) -> None:
         busy = self._clock() - start
         with self._stats_lock:
             s = self._stats
+            if restart is not None:
+                s.restarts[restart] = s.restarts.get(restart, 0) + 1
             if outcome is not None:
                 s.frames += 1
                 s.outcomes[outcome] += 1
@@ -574,7 +586,8 @@ class RecognitionPipeline:
         with self._stats_lock:
             s = self._stats
             return replace(
-                s, outcomes=dict(s.outcomes), resolution_histogram=dict(s.resolution_histogram)
+                s, outcomes=dict(s.outcomes), resolution_histogram=dict(s.resolution_histogram),
+                restarts=dict(s.restarts),
             )
 
     def recent_results(self) -> list[RecentResult]:

@@ -34,10 +34,13 @@ class StatusSnapshot:
     frames_handled: int
     frames_dropped: int
     frames_rejected: int
+    frames_missing: int
+    """Estimated lost before arrival (stamp cadence, :mod:`rsee_ros.pipeline.cadence`)."""
     results_published: int
     period_frames: int
     period_dropped: int
     period_rejected: int
+    period_missing: int
     latency_p50_ms: float
     latency_p99_ms: float
     mean_gflops: float
@@ -45,13 +48,14 @@ class StatusSnapshot:
     exit_threshold: float
     max_resolution: int
     drops_per_source: dict[str, int] = field(default_factory=dict)
+    missing_per_source: dict[str, int] = field(default_factory=dict)
     rejects_per_reason: dict[str, int] = field(default_factory=dict)
     resolution_histogram: dict[int, int] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
-        """No frame dropped or rejected in the period."""
-        return not (self.period_dropped or self.period_rejected)
+        """No frame dropped, rejected or estimated missing in the period."""
+        return not (self.period_dropped or self.period_rejected or self.period_missing)
 
 
 class StatusReporter:
@@ -61,7 +65,7 @@ class StatusReporter:
         self.worker = worker
         self._clock = clock
         self._then = clock()
-        self._received = self._handled = self._dropped = self._rejected = 0
+        self._received = self._handled = self._dropped = self._rejected = self._missing = 0
 
     def snapshot(self) -> StatusSnapshot:
         """The state now, rates since the previous snapshot."""
@@ -69,7 +73,7 @@ class StatusReporter:
         now = self._clock()
         elapsed = max(now - self._then, 1e-9)
         received, handled = w.frames_received, w.frames_handled
-        dropped, rejected = w.queue.dropped, w.rejects.total
+        dropped, rejected, missing = w.queue.dropped, w.rejects.total, w.cadence.total
         pipe = w.pipeline
         stats = pipe.stats()
         recent = pipe.recent_results()
@@ -88,10 +92,12 @@ class StatusReporter:
             frames_handled=handled,
             frames_dropped=dropped,
             frames_rejected=rejected,
+            frames_missing=missing,
             results_published=w.results_published,
             period_frames=received - self._received,
             period_dropped=dropped - self._dropped,
             period_rejected=rejected - self._rejected,
+            period_missing=missing - self._missing,
             latency_p50_ms=percentile(latencies, 50) * 1e3 if latencies else 0.0,
             latency_p99_ms=percentile(latencies, 99) * 1e3 if latencies else 0.0,
             mean_gflops=_mean([r.gflops for r in recent]),
@@ -99,11 +105,12 @@ class StatusReporter:
             exit_threshold=settings.exit_threshold,
             max_resolution=max(settings.resolutions_for(pipe.resolutions)),
             drops_per_source={str(k): v for k, v in w.queue.drops().items()},
+            missing_per_source=w.cadence.missing(),
             rejects_per_reason=w.rejects.counts,
             resolution_histogram=dict(stats.resolution_histogram),
         )
         self._then, self._received, self._handled = now, received, handled
-        self._dropped, self._rejected = dropped, rejected
+        self._dropped, self._rejected, self._missing = dropped, rejected, missing
         return snap
 
 

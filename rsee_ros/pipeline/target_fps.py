@@ -76,7 +76,9 @@ class TargetFpsController:
         self.level = 0.0
         self.capacity_fps = math.nan
         self.set_target(target_fps)
-        self.set_limits(resolutions, max_threshold, min_threshold)
+        self.floor = float(min_threshold)
+        """The lowest exit threshold the controller may go to (below a lower user value)."""
+        self.set_limits(resolutions, max_threshold)
         self._start = clock()
         self._frames = 0
         self._busy = 0.0
@@ -94,14 +96,17 @@ class TargetFpsController:
     def set_limits(
         self, resolutions: Sequence[int], max_threshold: float, min_threshold: float | None = None
     ) -> ControlOutput:
-        """Change the user's limits (allowed resolutions, exit threshold); returns the output."""
+        """Change the user's limits (allowed resolutions, exit threshold; ``min_threshold`` sets
+        :attr:`floor`); returns the output. The threshold range is ``[min(floor, max_threshold),
+        max_threshold]``, recomputed each time: raising the user's threshold raises the range
+        again."""
         if not resolutions:
             raise ValueError("resolutions must not be empty")
         self.resolutions = tuple(sorted({int(r) for r in resolutions}, reverse=True))
         self.max_threshold = float(max_threshold)
         if min_threshold is not None:
-            self.min_threshold = float(min_threshold)
-        self.min_threshold = min(self.min_threshold, self.max_threshold)
+            self.floor = float(min_threshold)
+        self.min_threshold = min(self.floor, self.max_threshold)
         self._output = self._compute()
         return self._output
 

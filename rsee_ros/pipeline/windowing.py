@@ -6,8 +6,13 @@ Pure Python (no rclpy, no torch): frames are opaque payloads.
 Model, per source (camera, bag topic):
 
 * The incoming stream is split into *videos*. A new video starts when a frame's stamp goes back
-  in time (``"backwards"``) or comes more than ``max_gap_s`` after the previous incoming frame
-  (``"gap"``), and after :meth:`WindowAssembler.close`. Ending a video ends every open window.
+  in time by more than ``max_gap_s`` (``"backwards"``: the stream restarted, e.g. a replayed
+  recording) or comes more than ``max_gap_s`` after the previous frame (``"gap"``), and after
+  :meth:`WindowAssembler.close`. Ending a video ends every open window. A frame whose stamp is
+  at most ``max_gap_s`` *before* the previous frame's is *late* (out of order, e.g. a second
+  publisher with another clock): it is dropped (``FrameEvent.late``) and the video goes on, so a
+  single late frame never cuts a window. With gap detection off (``max_gap_s`` 0 or inf) every
+  step back starts a new video.
 * Within a video, every ``frame_step``-th incoming frame is *kept* (the first frame of a video is
   always kept); kept frames are numbered 0, 1, 2, ... (``FrameEvent.index``).
 * Windows open at kept indices 0, stride, 2*stride, ...; a window takes the next ``size`` kept
@@ -141,7 +146,8 @@ class FrameEvent:
     frame: Any
     video: int
     kept: bool
-    """False when frame_step dropped the frame (then ``windows`` and ``completed`` are empty)."""
+    """False when frame_step dropped the frame, or it was late (then ``windows`` and
+    ``completed`` are empty)."""
     index: int | None
     """Kept-frame index within the video, None when not kept."""
     windows: tuple[Window, ...] = ()
@@ -152,6 +158,10 @@ class FrameEvent:
     """Windows that reached their size with this frame (also in ``windows``)."""
     ended: tuple[Window, ...] = ()
     """Windows cut, before this frame, because this frame starts a new video."""
+    late: bool = False
+    """The frame's stamp is before the previous frame's, within ``max_gap_s``: dropped."""
+    restart: str | None = None
+    """``GAP`` or ``BACKWARDS`` when this frame's stamp started a new video, else None."""
 
     @property
     def active(self) -> tuple[Window, ...]:
@@ -241,12 +251,16 @@ class WindowAssembler:
             raise ValueError(f"stamp must be finite, got {stamp_s!r}")
         s = self._settings
         ended: tuple[Window, ...] = ()
+        restart: str | None = None
         last = self._last_stamp
+        gap_detection = 0 < s.max_gap_s < math.inf
         if last is not None:
             if stamp < last:
-                ended = self.close(BACKWARDS)
-            elif 0 < s.max_gap_s < math.inf and stamp - last > s.max_gap_s:
-                ended = self.close(GAP)
+                if gap_detection and last - stamp <= s.max_gap_s:
+                    return FrameEvent(stamp, frame, self._video, False, None, late=True)
+                ended, restart = self.close(BACKWARDS), BACKWARDS
+            elif gap_detection and stamp - last > s.max_gap_s:
+                ended, restart = self.close(GAP), GAP
         self._last_stamp = stamp
 
         if not self._video_started:
@@ -258,7 +272,8 @@ class WindowAssembler:
         else:
             self._since_kept += 1
             if self._since_kept < s.frame_step:
-                return FrameEvent(stamp, frame, self._video, False, None, ended=ended)
+                return FrameEvent(stamp, frame, self._video, False, None, ended=ended,
+                                  restart=restart)
         self._since_kept = 0
         index = self._next_index
         self._next_index += 1
@@ -291,7 +306,8 @@ class WindowAssembler:
         if completed:
             self._open = [w for w in self._open if w.is_open]
         return FrameEvent(
-            stamp, frame, self._video, True, index, members, opened, tuple(completed), ended
+            stamp, frame, self._video, True, index, members, opened, tuple(completed), ended,
+            restart=restart,
         )
 
     def _should_open(self, index: int) -> bool:

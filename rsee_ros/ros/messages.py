@@ -153,6 +153,7 @@ def to_rsee_status(snapshot: StatusSnapshot, stamp: Time, device: str) -> RseeSt
         processed_fps=float(s.processed_fps),
         frames_dropped=s.frames_dropped,
         frames_rejected=s.frames_rejected,
+        frames_missing=s.frames_missing,
         latency_p50_ms=float(s.latency_p50_ms),
         latency_p99_ms=float(s.latency_p99_ms),
         mean_gflops=float(s.mean_gflops),
@@ -177,6 +178,9 @@ def status_values(snapshot: StatusSnapshot, device: str) -> dict[str, str]:
         "frames_dropped": str(s.frames_dropped),
         **{f"dropped {source}": str(n) for source, n in sorted(s.drops_per_source.items())},
         "frames_rejected": str(s.frames_rejected),
+        "frames_missing_estimate": str(s.frames_missing),
+        **{f"missing {source}": str(n) for source, n in sorted(s.missing_per_source.items())
+           if n},
         **{f"rejected {reason}": str(n) for reason, n in sorted(s.rejects_per_reason.items())},
         "results_published": str(s.results_published),
         "latency_p50_ms": f"{s.latency_p50_ms:.2f}",
@@ -194,10 +198,11 @@ def status_values(snapshot: StatusSnapshot, device: str) -> dict[str, str]:
 
 
 def to_diagnostic_array(
-    snapshot: StatusSnapshot, stamp: Time, name: str, device: str
+    snapshot: StatusSnapshot, stamp: Time, name: str, device: str,
+    problems: dict[str, str] | None = None,
 ) -> DiagnosticArray:
-    """``/diagnostics`` for a status snapshot: WARN when frames were dropped or rejected in its
-    period, OK otherwise."""
+    """``/diagnostics`` for a status snapshot: WARN when frames were dropped, rejected or went
+    missing in its period, or a ``problems`` entry (topic -> text) exists; OK otherwise."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from std_msgs.msg import Header
 
@@ -205,12 +210,15 @@ def to_diagnostic_array(
     level, message = DiagnosticStatus.OK, "running"
     if not s.healthy:
         level = DiagnosticStatus.WARN
-        message = (f"{s.period_dropped} frames dropped, {s.period_rejected} rejected in the last "
-                   "period")
+        message = (f"{s.period_dropped} frames dropped, {s.period_rejected} rejected, about "
+                   f"{s.period_missing} missing in the last period")
+    elif problems:
+        level, message = DiagnosticStatus.WARN, "; ".join(problems.values())
     elif s.period_frames == 0:
         message = "no images"
+    values = {**status_values(s, device), **{f"topic {t}": p for t, p in (problems or {}).items()}}
     status = DiagnosticStatus(
         level=level, name=name, message=message, hardware_id=device,
-        values=[KeyValue(key=k, value=v) for k, v in status_values(s, device).items()],
+        values=[KeyValue(key=k, value=v) for k, v in values.items()],
     )
     return DiagnosticArray(header=Header(stamp=stamp), status=[status])

@@ -56,6 +56,7 @@ from rsee_ros.pipeline.status import StatusReporter
 from rsee_ros.pipeline.worker import Arrival, DecodedFrame, RecognitionWorker
 from rsee_ros.resources import DEFAULT_CHECKPOINT
 from rsee_ros.ros import qos
+from rsee_ros.ros.cameras import CameraSubscriptions
 from rsee_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from rsee_ros.ros.messages import (
     to_action_recognition,
@@ -64,10 +65,11 @@ from rsee_ros.ros.messages import (
     to_label_info,
     to_rsee_status,
 )
-from rsee_ros.ros.params import ParamSpec, check_number, declare_parameters
+from rsee_ros.ros.params import ParamSpec, check_number, declare_parameters, refuse
 
 NODE_NAME = "rsee_node"
 QOS_CHOICES = ("best_effort", "reliable", "auto")
+CAMERA_REFRESH_S = 0.5  # how often subscriptions follow publishers and listeners
 
 
 class StartupError(RuntimeError):
@@ -95,10 +97,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "qos_reliability",
         "best_effort",
         "Reliability of the image subscriptions: best_effort (sensor-data QoS, matches every "
-        "publisher), reliable, or auto (reliable when every publisher found at start is).",
+        "publisher), reliable, or auto (reliable while every publisher on the topic is; decided "
+        "again when publishers come and go).",
         constraints="best_effort, reliable or auto",
     ),
     ParamSpec("qos_depth", 5, "History depth of the image subscriptions.", int_range=(1, 1000)),
+    ParamSpec(
+        "lazy_subscription",
+        False,
+        "Subscribe to the cameras only while someone subscribes to ~/actions or "
+        "~/actions_array (off: always, as a recording robot wants).",
+    ),
     ParamSpec(
         "queue_size",
         2,
@@ -219,18 +228,24 @@ class RseeNode(Node):
             queue_depth=p["queue_size"], reject_errors=(ImageConversionError,),
             rejects=RejectCounter(self.get_logger(), period_s=5.0),
             drops=RejectCounter(self.get_logger(), period_s=5.0, what="frame"),
+            restarts=RejectCounter(self.get_logger(), period_s=5.0, what="video",
+                                   verb="restarted"),
         )
         self.status = StatusReporter(self.worker)
-        self._subs = [self._subscribe(topic, p["qos_reliability"], p["qos_depth"])
-                      for topic in dict.fromkeys(p["image_topics"])]
+        self.cameras = CameraSubscriptions(
+            self, p["image_topics"], self._on_image, reliability=p["qos_reliability"],
+            depth=p["qos_depth"], lazy=p["lazy_subscription"], listeners=self._listeners,
+        )
+        self._refresh_timer = self.create_timer(CAMERA_REFRESH_S, self.cameras.refresh)
         self._timer = self.create_timer(p["diagnostics_period_s"], self._report)
         self.add_on_set_parameters_callback(self._check_parameters)
         if hasattr(self, "add_post_set_parameters_callback"):  # Jazzy and later
             self.add_post_set_parameters_callback(lambda _params: self._apply_pending())
         self.get_logger().info(
             f"{checkpoint.config.num_classes} classes, resolutions {self.resolutions} on "
-            f"{self.device} ({self.checkpoint_path.name}); listening on "
-            + ", ".join(f"{s.topic_name} ({s.msg_type.__name__})" for s in self._subs)
+            f"{self.device} ({self.checkpoint_path.name}); "
+            + ("subscribing while results are listened to: " if p["lazy_subscription"] else
+               "listening on ") + self.cameras.describe()
         )
 
     # Setup ------------------------------------------------------------------------------------
@@ -274,8 +289,9 @@ class RseeNode(Node):
     def _setting(self, name: str, value: Any) -> Any:
         """A parameter value as the pipeline setting of the same name (ValueError if bad)."""
         if name == "allowed_resolutions":
-            if value is None:
-                raise ValueError("allowed_resolutions must be a list of integers")
+            if not value:
+                raise ValueError("allowed_resolutions must be a non-empty list of the model's "
+                                 f"resolutions {self.resolutions} (leave it out for all)")
             value = tuple(value)
             return () if sorted(value) == sorted(self.resolutions) else value  # () = all
         spec = _SPECS[name]
@@ -292,25 +308,9 @@ class RseeNode(Node):
             )
         return DEFAULT_CHECKPOINT
 
-    def _subscribe(self, topic: str, reliability: str, depth: int) -> Any:
-        compressed = topic.rstrip("/").endswith("/compressed")
-        msg_type = CompressedImage if compressed else Image
-        if reliability == "auto":
-            resolve = getattr(self, "resolve_topic_name", None)  # not in Humble's rclpy
-            infos = self.get_publishers_info_by_topic(resolve(topic) if resolve else topic)
-            reliable = qos.reliability_policy("reliable")
-            all_reliable = bool(infos) and all(i.qos_profile.reliability == reliable
-                                               for i in infos)
-            reliability = "reliable" if all_reliable else "best_effort"
-        profile = qos.stream(reliability, depth)  # best effort: the sensor-data reliability
-        name = [topic]  # replaced by the resolved name once the subscription exists
-        sub = self.create_subscription(
-            msg_type, topic,
-            lambda msg: self.worker.submit(name[0], msg, self.get_clock().now().nanoseconds),
-            profile,
-        )
-        name[0] = sub.topic_name
-        return sub
+    def _on_image(self, topic: str, msg: Image | CompressedImage) -> None:
+        self.worker.submit(topic, msg, self.get_clock().now().nanoseconds,
+                           stamp_ns(msg.header.stamp))
 
     # Parameters -------------------------------------------------------------------------------
 
@@ -320,13 +320,15 @@ class RseeNode(Node):
         target = self.control.target_fps
         try:
             for param in params:
+                if not param.name:  # rclpy lets an empty name through to the callbacks
+                    raise ValueError("a parameter name must not be empty")
                 if param.name in _PIPELINE_PARAMS:
                     changes[param.name] = self._setting(param.name, param.value)
                 elif param.name == "target_fps":
                     target = check_number(_SPECS["target_fps"], param.value)
             user = self.control.check(**changes)
         except ValueError as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
+            return refuse(self, [p.name for p in params], str(exc))
         self._pending = (user, target)
         if not hasattr(self, "add_post_set_parameters_callback"):  # Humble: apply now
             self._apply_pending()
@@ -356,12 +358,17 @@ class RseeNode(Node):
                     list(self._latest.values()), self.get_clock().now().to_msg()
                 ))
 
+    def _listeners(self) -> int:
+        return self._actions_pub.get_subscription_count() + (
+            self._array_pub.get_subscription_count())
+
     def _report(self) -> None:
         snapshot = self.status.snapshot()
         stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(to_rsee_status(snapshot, stamp, self.device))
         self._diag_pub.publish(to_diagnostic_array(
-            snapshot, stamp, f"{self.get_fully_qualified_name()}: action recognition", self.device
+            snapshot, stamp, f"{self.get_fully_qualified_name()}: action recognition",
+            self.device, self.cameras.problems,
         ))
 
     # Introspection (tests, tools) ---------------------------------------------------------------
@@ -405,6 +412,8 @@ class RseeNode(Node):
     def destroy_node(self) -> None:
         if hasattr(self, "worker"):
             self.worker.stop()
+        if hasattr(self, "cameras"):
+            self.cameras.close()
         super().destroy_node()
 
 

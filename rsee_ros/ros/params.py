@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ParamSpec", "check_number", "declare_parameters"]
+__all__ = ["ParamSpec", "check_number", "declare_parameters", "refuse"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,21 @@ def declare_parameters(node: Any, specs: Iterable[ParamSpec]) -> dict[str, Any]:
         if spec.is_number:
             values[spec.name] = check_number(spec, values[spec.name])
     return values
+
+
+def refuse(node: Any, names: Iterable[str], reason: str) -> Any:
+    """A failed ``SetParametersResult`` for a change of ``names``, leaving their descriptors as
+    they were.
+
+    rclpy sets the stored descriptor's type of a dynamically typed parameter to the new value's
+    type before the callbacks run, so a refused string for a double parameter would otherwise
+    leave it described as a string. The type is put back to the current value's.
+    """
+    from rcl_interfaces.msg import SetParametersResult
+    from rclpy.parameter import Parameter
+
+    for name in names:
+        if node.has_parameter(name):
+            value = node.get_parameter(name).value
+            node.describe_parameter(name).type = Parameter.Type.from_parameter_value(value).value
+    return SetParametersResult(successful=False, reason=reason)
