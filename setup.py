@@ -47,7 +47,7 @@ setup(
     license="Apache-2.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     # the default model and the demo clip travel inside the Python package
-    package_data={PACKAGE: ["resources/*.pt", "resources/demo/*"]},
+    package_data={PACKAGE: ["resources/*.pt", "resources/*.xml", "resources/demo/*"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.22",

@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from rsee_ros.pipeline.percentiles import percentile
-from rsee_ros.resources import DEFAULT_CHECKPOINT, DEMO_LABELS, ClipLabels, load_clip_labels
+from rsee_ros.resources import (
+    DEFAULT_CHECKPOINT,
+    DEMO_LABELS,
+    FASTDDS_SHM_PROFILE,
+    ClipLabels,
+    load_clip_labels,
+)
 from rsee_ros.ros.processes import (
     RosProcess,
     domain_block,
@@ -46,8 +52,10 @@ LAST_RESULT_S = 60.0  # bound on waiting for the last window's result once the c
 
 
 def _configure_dds() -> int:
-    """Loopback-only DDS for this process and its children; returns the domain id."""
+    """Loopback-only DDS for this process and its children, images through shared memory
+    (the packaged Fast DDS profile, unless one is set); returns the domain id."""
     keep_dds_on_loopback()
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_SHM_PROFILE))
     if not os.environ.get("ROS_DOMAIN_ID"):
         os.environ["ROS_DOMAIN_ID"] = str(domain_block(1)[0])
     return int(os.environ["ROS_DOMAIN_ID"])

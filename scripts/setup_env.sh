@@ -243,17 +243,25 @@ run_step msgs "$MSGS_HASH" step_msgs check_msgs
 # --- share files -------------------------------------------------------------------------------
 # An editable install skips setup.py's data_files, so link launch/, config/ and the ros2-run
 # launchers into the venv prefix (where colcon would install them); links keep edits live.
+# launch/ and config/ become real folders of per-file links: `ros2 launch` finds launch files
+# with os.walk, which does not enter a linked folder.
 SHARE_LINKS=("share/rsee_ros/launch:launch" "share/rsee_ros/config:config"
   "lib/rsee_ros/rsee_node:scripts/launchers/rsee_node"
   "lib/rsee_ros/video_source:scripts/launchers/video_source"
   "lib/rsee_ros/rsee:scripts/launchers/rsee")
 step_share() {
-  local entry dest src
+  local entry dest src file
   for entry in "${SHARE_LINKS[@]}"; do
     dest="$VENV/${entry%%:*}" src="$ROOT/${entry#*:}"
     rm -rf "$dest"
-    if [[ -e $src ]]; then
-      mkdir -p "$(dirname "$dest")"
+    [[ -e $src ]] || continue
+    mkdir -p "$(dirname "$dest")"
+    if [[ -d $src ]]; then
+      mkdir -p "$dest"
+      for file in "$src"/*; do
+        [[ -f $file ]] && ln -s "$file" "$dest/$(basename "$file")"
+      done
+    else
       ln -s "$src" "$dest"
     fi
   done
@@ -262,11 +270,15 @@ check_share() {
   local entry
   for entry in "${SHARE_LINKS[@]}"; do
     [[ -e "$ROOT/${entry#*:}" ]] || continue
-    [[ -L "$VENV/${entry%%:*}" && -e "$VENV/${entry%%:*}" ]] || return 1
+    [[ -e "$VENV/${entry%%:*}" ]] || return 1
   done
 }
 SHARE_HASH=$(for entry in "${SHARE_LINKS[@]}"; do
-  [[ -e "$ROOT/${entry#*:}" ]] && echo "$entry"; done | hash_inputs)
+  src="$ROOT/${entry#*:}"
+  [[ -e $src ]] || continue
+  echo "$entry"
+  if [[ -d $src ]]; then (cd "$src" && find . -maxdepth 1 -type f | LC_ALL=C sort); fi
+done | hash_inputs)
 run_step share "$SHARE_HASH" step_share check_share
 
 # --- pretrained weights -------------------------------------------------------------------------

@@ -601,3 +601,15 @@ def test_auto_qos_follows_a_publisher_that_appears_later(ros_context, checkpoint
         executor.shutdown()
         node.destroy_node()
         io.destroy_node()
+
+
+def test_the_parameter_file_lists_every_parameter_with_its_default() -> None:
+    import yaml
+
+    from rsee_ros.ros.node import PARAMETERS
+
+    values = yaml.safe_load((REPO / "config" / "rsee.yaml").read_text())["/**"]["ros__parameters"]
+    assert values == {spec.name: spec.default for spec in PARAMETERS}
+    text = (REPO / "docs" / "node.md").read_text()
+    for spec in PARAMETERS:
+        assert f"| `{spec.name}` |" in text, spec.name

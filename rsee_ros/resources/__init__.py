@@ -25,6 +25,9 @@ import yaml
 RESOURCES = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = RESOURCES / "rsee_synthetic.pt"
 DEMO_LABELS = RESOURCES / "demo" / "demo_clip.yaml"
+FASTDDS_SHM_PROFILE = RESOURCES / "fastdds_shm.xml"
+"""Fast DDS profile: shared memory for whole images between processes of one host (the file
+names the details); use it with ``FASTDDS_DEFAULT_PROFILES_FILE``."""
 
 
 @dataclass(frozen=True)

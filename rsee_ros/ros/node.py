@@ -92,7 +92,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("device", "auto", "Torch device.",
               constraints="auto (cuda if available), cpu, cuda or cuda:N"),
-    ParamSpec("num_threads", 0, "Torch CPU threads; 0: torch's default.", int_range=(0, 256)),
+    ParamSpec("num_threads", 1, "Torch CPU threads (batch-1 streaming gains nothing from more; "
+              "on a busy machine they spin against each other); 0: torch's default.",
+              int_range=(0, 256)),
     ParamSpec(
         "qos_reliability",
         "best_effort",
