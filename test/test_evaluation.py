@@ -14,9 +14,10 @@ import torch
 from rsee_ros.cli import main
 from rsee_ros.commands.eval import parse_baselines
 from rsee_ros.data import make_synthetic_dataset
-from rsee_ros.evaluation.bench import StreamRunner, bench_methods
 from rsee_ros.evaluation.common import jsonable, parse_threshold
-from rsee_ros.evaluation.evaluate import curve_comparisons, spread_indices
+from rsee_ros.evaluation.comparisons import curve_comparisons
+from rsee_ros.evaluation.data import spread_indices
+from rsee_ros.evaluation.methods import bench_methods
 from rsee_ros.evaluation.metrics import (
     average_precision,
     exit_step_histogram,
@@ -25,6 +26,7 @@ from rsee_ros.evaluation.metrics import (
     resolution_histogram,
     top1_accuracy,
 )
+from rsee_ros.evaluation.streaming import StreamRunner
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
 
 FRAMES = 8
@@ -218,19 +220,24 @@ def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixt
         assert 0.0 <= value <= 1.0
 
 
-def test_streaming_backends_agree(setup: dict[str, Path]) -> None:
-    """The node's pipeline and a bare StreamingSession give the same decisions and cost."""
-    pytest.importorskip("rsee_ros.pipeline.runner")
+def test_streaming_matches_batched(setup: dict[str, Path]) -> None:
+    """Frames pushed one at a time through the node's pipeline give the decisions, cost and
+    prediction of ``infer_batch`` on the whole clip, for every benchmarked method."""
     from rsee_ros.model import load_checkpoint
+    from rsee_ros.model.preprocess import frames_to_tensor
 
     ckpt = load_checkpoint(setup["ckpt"])
     clip = np.random.default_rng(0).integers(0, 256, (FRAMES, 60, 80, 3), dtype=np.uint8)
-    for method in bench_methods(ckpt.model, 0.12):
-        pipe = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "pipeline")
-        bare = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "session")
-        a, b = pipe.run(clip), bare.run(clip)
-        assert a.resolutions == b.resolutions and a.frames_pushed == b.frames_pushed
-        assert a.gflops == pytest.approx(b.gflops) and a.prediction == b.prediction
+    batch = frames_to_tensor(clip, ckpt.config.max_resolution)[None]
+    for method in bench_methods(ckpt.config, 0.12):
+        streamed = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings).run(clip)
+        out = ckpt.model.infer_batch(batch, method.settings)
+        pushed = streamed.frames_pushed
+        assert pushed == (int(out.exit_step[0]) + 1 if bool(out.exited_early[0]) else FRAMES)
+        assert streamed.resolutions == out.resolutions[0, :pushed].tolist(), method.group
+        assert streamed.frames_processed == int(out.frames_processed[0])
+        assert streamed.gflops == pytest.approx(float(out.gmacs[0]))
+        assert streamed.prediction == int(out.probabilities[0].argmax())
 
 
 def test_curve_comparison_asks_for_fewer_gflops_at_equal_accuracy() -> None:

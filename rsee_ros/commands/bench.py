@@ -38,9 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--backend", choices=("pipeline", "session"), default=None,
-                        help="streaming path: the node's RecognitionPipeline (default when "
-                        "available) or a bare StreamingSession")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="data set reader option (e.g. split=2)")
     parser.add_argument("--cache-dir", default=None, help="frame cache folder")
@@ -114,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.data, kind=args.kind, split=args.split, frames=args.frames,
             threshold=args.threshold, max_videos=args.max_videos, warmup=args.warmup,
             passes=args.passes, batch_size=args.batch_size, device=args.device,
-            backend=args.backend, options=options, cache_dir=args.cache_dir, wrap=wrap,
+            options=options, cache_dir=args.cache_dir, wrap=wrap,
             progress=not args.no_progress,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:

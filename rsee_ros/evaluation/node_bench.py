@@ -963,7 +963,7 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
         raise BenchNodeError(f"needs rclpy and the built rsee_ros messages: {exc}") from None
     import torch
 
-    from rsee_ros.evaluation.evaluate import machine_info
+    from rsee_ros.evaluation.clock import machine_info
     from rsee_ros.model import load_checkpoint, resolve_device
     from rsee_ros.pipeline.runner import PipelineSettings
 
