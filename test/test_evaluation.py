@@ -14,7 +14,7 @@ import torch
 from rsee_ros.cli import main
 from rsee_ros.commands.eval import parse_baselines
 from rsee_ros.data import make_synthetic_dataset
-from rsee_ros.evaluation.common import jsonable, parse_threshold
+from rsee_ros.evaluation.common import NEVER, jsonable, parse_threshold, threshold_json
 from rsee_ros.evaluation.comparisons import curve_comparisons
 from rsee_ros.evaluation.data import spread_indices
 from rsee_ros.evaluation.methods import bench_methods
@@ -97,15 +97,28 @@ def test_histograms() -> None:
 
 
 def test_helpers() -> None:
-    assert parse_threshold("inf") == math.inf and parse_threshold("0.7") == 0.7
-    with pytest.raises(ValueError):
-        parse_threshold("-1")
+    assert parse_threshold("0.7") == 0.7 and parse_threshold(0.0) == 0.0
+    for never in ("inf", "never", " Never ", "1", 1.0):
+        assert parse_threshold(never) == NEVER == 1.0
+    for bad in ("-1", "1.5", "nan", "2"):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            parse_threshold(bad)
+    assert threshold_json(NEVER) == "inf" and threshold_json(0.9) == 0.9
     assert jsonable({"a": math.nan, "b": (math.inf, np.float32(1.5))}) == {
         "a": None, "b": ["inf", 1.5]}
     assert spread_indices(10, 3) == [0, 4, 9] and spread_indices(3, None) == [0, 1, 2]
     bases = parse_baselines(["x/u.pt"], ["fe=a/b.pt:exit", "ar=c.pt"])
     assert [(b.name, b.path, b.mode) for b in bases] == [
         ("u", "x/u.pt", None), ("fe", "a/b.pt", "exit"), ("ar", "c.pt", None)]
+
+
+@pytest.mark.xfail(raises=ImportError, strict=True,
+                   reason="rsee_ros.model.gate.NEVER_EXIT arrives with the model's threshold "
+                   "change (another branch); remove this mark once it is merged")
+def test_never_is_the_models_never_exit() -> None:
+    from rsee_ros.model.gate import NEVER_EXIT
+
+    assert NEVER == NEVER_EXIT
 
 
 # ------------------------------------------------------------------------------- rsee eval

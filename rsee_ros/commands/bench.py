@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "train", "all"), default="test")
     parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
     parser.add_argument("--threshold", default=None,
-                        help="exit threshold of RSEE and Exit-only (default: the checkpoint's "
-                        "training eval_threshold, else 0.9)")
+                        help="exit threshold of RSEE and Exit-only, in [0, 1] ('inf' or 'never': "
+                        "never exit; default: the checkpoint's training eval_threshold, else 0.9)")
     parser.add_argument("--max-videos", type=int, default=None,
                         help="benchmark this many videos, spread over the split (default all)")
     parser.add_argument("--warmup", type=int, default=2,

@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "train", "all"), default="test")
     parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
     parser.add_argument("--thresholds", nargs="+", default=[str(t) for t in DEFAULT_THRESHOLDS],
-                        metavar="X", help="exit thresholds of the sweeps ('inf': never exit; "
-                        f"default {' '.join(map(str, DEFAULT_THRESHOLDS))})")
+                        metavar="X", help="exit thresholds of the sweeps, in [0, 1] ('inf' or "
+                        "'never': never exit, the same as 1; default "
+                        f"{' '.join(map(str, DEFAULT_THRESHOLDS))})")
     parser.add_argument("--baselines", nargs="+", default=[], metavar="CKPT",
                         help="separately trained baseline checkpoints (labelled by file stem)")
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=CKPT[:MODE]",

@@ -43,13 +43,12 @@ def node_pipeline(
 
     pipe_settings = PipelineSettings(
         window_size=frames, stride=0, frame_step=1, max_gap_s=0.0,
-        exit_threshold=min(max(settings.exit_threshold, 0.0), 1.0),
-        skip_enabled=settings.skip_enabled,
+        exit_threshold=settings.exit_threshold, skip_enabled=settings.skip_enabled,
         allowed_resolutions=tuple(settings.allowed_resolutions or ()), top_k=1,
     )
     derived = pipe_settings.inference_settings(model.config.resolutions)
-    # PipelineSettings (the node's parameters) has no policy and caps the threshold at 1; the
-    # baselines (uniform policy, never exiting) go in as the pipeline's inference overrides.
+    # PipelineSettings (the node's parameters) has no policy: the baselines' uniform policy at
+    # a fixed resolution goes in as the pipeline's inference overrides.
     overrides = {
         f.name: getattr(settings, f.name) for f in fields(InferenceSettings)
         if getattr(settings, f.name) != getattr(derived, f.name)
