@@ -17,6 +17,7 @@ from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.evaluation.common import NEVER, jsonable, parse_threshold, threshold_json
 from rsee_ros.evaluation.comparisons import curve_comparisons
 from rsee_ros.evaluation.data import spread_indices
+from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line, verdict
 from rsee_ros.evaluation.methods import bench_methods
 from rsee_ros.evaluation.metrics import (
     average_precision,
@@ -270,3 +271,16 @@ def test_curve_comparison_asks_for_fewer_gflops_at_equal_accuracy() -> None:
     # resolution-only never reaches 85% or 86%: RSEE is ahead there by definition
     assert [p["resolution_only_gflops"] for p in res["points"]] == [0.9, None, None]
     assert res["ahead_everywhere"] and res["ahead_up_to_top1"] == 86.0
+
+
+def test_formatting() -> None:
+    assert number(1.23456, ".2f") == "1.23" and number(None, ".2f") == "-"
+    assert number(True, ".2f") == "-" and number("inf", ".2f") == "-"
+    assert percent(0.5, ".0f") == "50" and percent(None, ".0f") == "-"  # NaN is None in reports
+    assert [verdict(v) for v in (True, False, None)] == ["PASS", "MISS", "not run"]
+    assert target_line({"name": "x", "target": ">= 1", "value": 0.5, "passed": False}) == (
+        "MISS  x: 0.500 (target >= 1)")
+    assert target_line({"name": "y", "target": "t", "value": {"a": 1, "b": None},
+                        "passed": True}) == "PASS  y: a 1.000, b - (target t)"
+    assert table([Column("name", 6, text=True), Column("v", 4)], [("ab", "1.0")]) == [
+        "name      v", "-----------", "ab      1.0"]
