@@ -6,7 +6,7 @@
 One run on one machine: node results/s against the in-process RecognitionPipeline on the same
 frames (target >= 95%), latency from frame stamp to result at the camera rate, target_fps
 tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. Prints
-a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench.py.
+a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench/.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure", type=float, default=None,
                         help="seconds measured per set point (default 10; --quick: 2)")
     parser.add_argument("--domain-id", type=int, default=None,
-                        help="ROS_DOMAIN_ID of every process (default 101 + pid %% 100)")
+                        help="ROS_DOMAIN_ID of every process, 0..232 (default: one in 1..232 "
+                        "picked from the process id)")
     parser.add_argument("--no-fastdds-profile", action="store_true",
                         help="use Fast DDS's default transports instead of the benchmark's "
                         "shared-memory + UDP-on-127.0.0.1 profile")
