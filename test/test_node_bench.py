@@ -193,6 +193,17 @@ def test_missing_default_model_is_one_line(monkeypatch, tmp_path, capsys) -> Non
     assert "pass --checkpoint" in capsys.readouterr().err
 
 
+def test_bad_options_are_one_line(tmp_path, capsys) -> None:
+    from rsee_ros.cli import main
+
+    checkpoint = str(tmp_path / "model.pt")
+    for option, message in ((["--duration", "0"], "--duration must be > 0"),
+                            (["--targets", "fast"], "bad target 'fast'"),
+                            (["--domain-id", "233"], "0..232")):
+        assert main(["bench-node", "--quick", "--checkpoint", checkpoint, *option]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path: Path) -> None:

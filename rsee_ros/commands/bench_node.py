@@ -108,15 +108,34 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _config(args: argparse.Namespace, checkpoint: str) -> Any:
+    """The run's :class:`~rsee_ros.evaluation.node_bench.BenchNodeConfig` from the options
+    (``ValueError`` for a bad one)."""
+    from rsee_ros.evaluation.common import default_threads
+    from rsee_ros.evaluation.node_bench import BenchNodeConfig, parse_targets
+
+    targets = parse_targets(args.targets)
+    for name in ("duration", "frames", "settle", "measure"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"--{name} must be > 0")
+    overrides: dict[str, Any] = {
+        key: value for key, value in (
+            ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
+            ("measure_s", args.measure),
+        ) if value is not None
+    }
+    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
+                  source=args.source, targets=targets, domain_id=args.domain_id,
+                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
+    if args.quick:
+        return BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
+    return BenchNodeConfig(checkpoint, **common, **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print, write the JSON."""
-    from rsee_ros.evaluation.common import default_threads
-    from rsee_ros.evaluation.node_bench import (
-        BenchNodeConfig,
-        BenchNodeError,
-        parse_targets,
-        run_node_bench,
-    )
+    from rsee_ros.evaluation.node_bench import BenchNodeError, run_node_bench
     from rsee_ros.model import CheckpointError
     from rsee_ros.resources import DEFAULT_CHECKPOINT
 
@@ -128,29 +147,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         checkpoint = str(DEFAULT_CHECKPOINT)
     try:
-        targets = parse_targets(args.targets)
+        config = _config(args, checkpoint)
     except ValueError as error:
         print(f"rsee bench-node: {error}", file=sys.stderr)
         return 2
-    for name in ("duration", "frames", "settle", "measure"):
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            print(f"rsee bench-node: --{name} must be > 0", file=sys.stderr)
-            return 2
-    overrides: dict[str, Any] = {
-        key: value for key, value in (
-            ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
-            ("measure_s", args.measure),
-        ) if value is not None
-    }
-    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
-                  source=args.source, targets=targets, domain_id=args.domain_id,
-                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
-    if args.quick:
-        config = BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
-    else:
-        config = BenchNodeConfig(checkpoint, **common, **overrides)
-
     started = time.monotonic()
 
     def log(line: str) -> None:

@@ -248,6 +248,24 @@ def evaluate(
                  for c, m in zip(collected, methods, strict=True)]
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
+    return {
+        **_report_header(checkpoint, data, split, frames, main, data_cfg, bundle,
+                         num_videos=len(indices), batch_size=batch_size,
+                         thresholds=thresholds, device=dev),
+        "baseline_checkpoints": external,
+        "rsee": rsee,
+        "baselines": grouped,
+        "data_set_checks": data_set_checks(grouped, main.config.resolutions),
+        "curve_comparisons": curve_comparisons(rsee, grouped),
+    }
+
+
+def _report_header(
+    checkpoint: str | Path, data: str | Path, split: str, frames: int, main: Any,
+    data_cfg: Mapping[str, Any], bundle: Any, *, num_videos: int, batch_size: int,
+    thresholds: Sequence[float], device: torch.device,
+) -> dict[str, Any]:
+    """What was evaluated, where and how: the report's fields before the results."""
     table = main.model.flops
     return {
         "checkpoint": str(checkpoint),
@@ -256,10 +274,10 @@ def evaluate(
         "data_options": data_cfg["options"],
         "split": split,
         "frames": frames,
-        "num_videos": len(indices),
+        "num_videos": num_videos,
         "classes": list(main.class_names),
         "skipped_videos": list(bundle.skipped),
-        "machine": machine_info(dev),
+        "machine": machine_info(device),
         "batch_size": batch_size,
         "thresholds": [threshold_json(t) for t in thresholds],
         "resolutions": list(main.config.resolutions),
@@ -268,9 +286,4 @@ def evaluate(
             str(r): table.uniform_video(r, frames) for r in main.config.resolutions
         },
         "flops_table": table.to_dict(),
-        "baseline_checkpoints": external,
-        "rsee": rsee,
-        "baselines": grouped,
-        "data_set_checks": data_set_checks(grouped, main.config.resolutions),
-        "curve_comparisons": curve_comparisons(rsee, grouped),
     }
