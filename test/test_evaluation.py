@@ -14,9 +14,17 @@ import torch
 from rsee_ros.cli import main
 from rsee_ros.commands.eval import parse_baselines
 from rsee_ros.data import make_synthetic_dataset
-from rsee_ros.evaluation.bench import StreamRunner, bench_methods
-from rsee_ros.evaluation.common import jsonable, parse_threshold
-from rsee_ros.evaluation.evaluate import curve_comparisons, spread_indices
+from rsee_ros.evaluation.common import NEVER, jsonable, parse_threshold, threshold_json
+from rsee_ros.evaluation.comparisons import curve_comparisons
+from rsee_ros.evaluation.data import spread_indices
+from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line, verdict
+from rsee_ros.evaluation.methods import (
+    BENCH_METHODS,
+    bench_methods,
+    builtin_groups,
+    builtin_methods,
+    checkpoint_methods,
+)
 from rsee_ros.evaluation.metrics import (
     average_precision,
     exit_step_histogram,
@@ -25,6 +33,7 @@ from rsee_ros.evaluation.metrics import (
     resolution_histogram,
     top1_accuracy,
 )
+from rsee_ros.evaluation.streaming import StreamRunner
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
 
 FRAMES = 8
@@ -95,15 +104,54 @@ def test_histograms() -> None:
 
 
 def test_helpers() -> None:
-    assert parse_threshold("inf") == math.inf and parse_threshold("0.7") == 0.7
-    with pytest.raises(ValueError):
-        parse_threshold("-1")
+    assert parse_threshold("0.7") == 0.7 and parse_threshold(0.0) == 0.0
+    for never in ("inf", "never", " Never ", "1", 1.0):
+        assert parse_threshold(never) == NEVER == 1.0
+    for bad in ("-1", "1.5", "nan", "2"):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            parse_threshold(bad)
+    assert threshold_json(NEVER) == "inf" and threshold_json(0.9) == 0.9
     assert jsonable({"a": math.nan, "b": (math.inf, np.float32(1.5))}) == {
         "a": None, "b": ["inf", 1.5]}
     assert spread_indices(10, 3) == [0, 4, 9] and spread_indices(3, None) == [0, 1, 2]
     bases = parse_baselines(["x/u.pt"], ["fe=a/b.pt:exit", "ar=c.pt"])
     assert [(b.name, b.path, b.mode) for b in bases] == [
         ("u", "x/u.pt", None), ("fe", "a/b.pt", "exit"), ("ar", "c.pt", None)]
+
+
+@pytest.mark.xfail(raises=ImportError, strict=True,
+                   reason="rsee_ros.model.gate.NEVER_EXIT arrives with the model's threshold "
+                   "change (another branch); remove this mark once it is merged")
+def test_never_is_the_models_never_exit() -> None:
+    from rsee_ros.model.gate import NEVER_EXIT
+
+    assert NEVER == NEVER_EXIT
+
+
+def test_method_registry() -> None:
+    methods = builtin_methods(CONFIG, (0.5, NEVER), seed=3)
+    assert [(m.group, m.settings.exit_threshold) for m in methods] == [
+        ("rsee", 0.5), ("rsee", NEVER), ("uniform", NEVER), ("uniform_48", NEVER),
+        ("uniform_40", NEVER), ("uniform_first_frame", 0.0), ("random", 0.5), ("random", NEVER),
+        ("resolution_only", NEVER), ("exit_only", 0.5), ("exit_only", NEVER)]
+    assert list(dict.fromkeys(m.group for m in methods)) == builtin_groups(CONFIG)
+    by_group = {m.group: m.settings for m in methods}
+    assert by_group["uniform"].policy == "uniform" and by_group["uniform"].fixed_resolution == 64
+    assert by_group["uniform_40"].fixed_resolution == 40
+    assert by_group["random"].policy == "random" and by_group["random"].seed == 3
+    assert by_group["resolution_only"].policy == by_group["rsee"].policy == "learned"
+    assert by_group["exit_only"].policy == "uniform"
+    assert all(m.sweep == (m.group in ("rsee", "random", "exit_only")) for m in methods)
+    # rsee bench runs four of the same methods at one threshold, in its round-robin order
+    bench = bench_methods(CONFIG, 0.7)
+    assert [m.group for m in bench] == list(BENCH_METHODS)
+    assert [m.settings for m in bench] == [
+        m.settings for m in builtin_methods(CONFIG, (0.7,)) if m.group in BENCH_METHODS]
+    warm = checkpoint_methods("warm", CONFIG, "uniform", (0.5,))
+    assert [(m.group, m.model, m.settings) for m in warm] == [
+        ("warm", "warm", by_group["uniform"])]
+    with pytest.raises(ValueError):
+        checkpoint_methods("x", CONFIG, "sometimes")
 
 
 # ------------------------------------------------------------------------------- rsee eval
@@ -149,7 +197,12 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert isinstance(base["exit_only"], list) and isinstance(base["random"], list)
     assert base["warm"]["policy"] == "uniform"  # warm-up checkpoint -> Uniform by default
     assert report["baseline_checkpoints"]["warm"]["mode"] == "uniform"
-    assert "passed" in report["data_set_checks"]
+    checks = report["data_set_checks"]
+    first_gap = uniform["top1"] - first["top1"]
+    low_gap = uniform["top1"] - base["uniform_40"]["top1"]
+    assert checks["uniform_first_frame_gap_points"] == pytest.approx(first_gap)
+    assert checks["uniform_lowest_gap_points"] == pytest.approx(low_gap)
+    assert checks["passed"] is (first_gap >= 10 and low_gap >= 10)
     assert set(report["curve_comparisons"]) == set(base)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
@@ -191,10 +244,9 @@ def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixt
     ])
     assert status == 0
     text = capsys.readouterr().out
-    assert "PASS" in text or "MISS" in text
     report = json.loads(out.read_text())
     assert report["threshold"] == 0.5  # the checkpoint's training eval_threshold
-    assert report["backend"] in ("pipeline", "session")
+    assert report["backend"] == "pipeline"
     methods = {"rsee", "uniform", "resolution_only", "exit_only"}
     assert set(report["streaming"]) == methods == set(report["batched"])
     for mode in ("streaming", "batched"):
@@ -204,33 +256,43 @@ def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixt
     assert report["streaming"]["uniform"]["frames_pushed"] == FRAMES
     assert report["streaming"]["uniform"]["gflops_per_video"] == pytest.approx(
         report["uniform_gflops_per_video"])
-    for name in ("rsee", "resolution_only", "exit_only"):
-        ratios = report["ratios"][name]
-        for key in ("gflops_reduction_vs_uniform", "throughput_ratio_vs_uniform",
-                    "accuracy_delta_points", "batched_throughput_ratio_vs_uniform"):
-            assert isinstance(ratios[key], float), key
-    names = {t["name"] for t in report["targets"]}
-    assert names == {"gflops_reduction_vs_uniform", "accuracy_drop_vs_uniform_points",
+    uniform = report["streaming"]["uniform"]
+    assert set(report["ratios"]) == {"rsee", "resolution_only", "exit_only"}
+    for name, ratios in report["ratios"].items():
+        entry = report["streaming"][name]
+        assert ratios["gflops_reduction_vs_uniform"] == pytest.approx(
+            1 - entry["gflops_per_video"] / uniform["gflops_per_video"])
+        assert ratios["throughput_ratio_vs_uniform"] == pytest.approx(
+            entry["videos_per_s"] / uniform["videos_per_s"])
+        assert ratios["accuracy_delta_points"] == pytest.approx(entry["top1"] - uniform["top1"])
+    names = [t["name"] for t in report["targets"]]
+    assert names == ["gflops_reduction_vs_uniform", "accuracy_drop_vs_uniform_points",
                      "throughput_ratio_vs_uniform", "ahead_of_resolution_only",
-                     "ahead_of_exit_only"}
-    assert all(isinstance(t["passed"], bool) for t in report["targets"])
-    for value in report["agreement"].values():
-        assert 0.0 <= value <= 1.0
+                     "ahead_of_exit_only"]
+    for target in report["targets"]:  # printed with the verdict the report holds
+        assert f"{'PASS' if target['passed'] else 'MISS'}  {target['name']}:" in text
+    # streaming and batched inference are built to agree on every video
+    assert report["agreement"] == {name: 1.0 for name in methods}
 
 
-def test_streaming_backends_agree(setup: dict[str, Path]) -> None:
-    """The node's pipeline and a bare StreamingSession give the same decisions and cost."""
-    pytest.importorskip("rsee_ros.pipeline.runner")
+def test_streaming_matches_batched(setup: dict[str, Path]) -> None:
+    """Frames pushed one at a time through the node's pipeline give the decisions, cost and
+    prediction of ``infer_batch`` on the whole clip, for every benchmarked method."""
     from rsee_ros.model import load_checkpoint
+    from rsee_ros.model.preprocess import frames_to_tensor
 
     ckpt = load_checkpoint(setup["ckpt"])
     clip = np.random.default_rng(0).integers(0, 256, (FRAMES, 60, 80, 3), dtype=np.uint8)
-    for method in bench_methods(ckpt.model, 0.12):
-        pipe = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "pipeline")
-        bare = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings, "session")
-        a, b = pipe.run(clip), bare.run(clip)
-        assert a.resolutions == b.resolutions and a.frames_pushed == b.frames_pushed
-        assert a.gflops == pytest.approx(b.gflops) and a.prediction == b.prediction
+    batch = frames_to_tensor(clip, ckpt.config.max_resolution)[None]
+    for method in bench_methods(ckpt.config, 0.12):
+        streamed = StreamRunner(ckpt.model, ckpt.class_names, FRAMES, method.settings).run(clip)
+        out = ckpt.model.infer_batch(batch, method.settings)
+        pushed = streamed.frames_pushed
+        assert pushed == (int(out.exit_step[0]) + 1 if bool(out.exited_early[0]) else FRAMES)
+        assert streamed.resolutions == out.resolutions[0, :pushed].tolist(), method.group
+        assert streamed.frames_processed == int(out.frames_processed[0])
+        assert streamed.gflops == pytest.approx(float(out.gmacs[0]))
+        assert streamed.prediction == int(out.probabilities[0].argmax())
 
 
 def test_curve_comparison_asks_for_fewer_gflops_at_equal_accuracy() -> None:
@@ -250,3 +312,16 @@ def test_curve_comparison_asks_for_fewer_gflops_at_equal_accuracy() -> None:
     # resolution-only never reaches 85% or 86%: RSEE is ahead there by definition
     assert [p["resolution_only_gflops"] for p in res["points"]] == [0.9, None, None]
     assert res["ahead_everywhere"] and res["ahead_up_to_top1"] == 86.0
+
+
+def test_formatting() -> None:
+    assert number(1.23456, ".2f") == "1.23" and number(None, ".2f") == "-"
+    assert number(True, ".2f") == "-" and number("inf", ".2f") == "-"
+    assert percent(0.5, ".0f") == "50" and percent(None, ".0f") == "-"  # NaN is None in reports
+    assert [verdict(v) for v in (True, False, None)] == ["PASS", "MISS", "not run"]
+    assert target_line({"name": "x", "target": ">= 1", "value": 0.5, "passed": False}) == (
+        "MISS  x: 0.500 (target >= 1)")
+    assert target_line({"name": "y", "target": "t", "value": {"a": 1, "b": None},
+                        "passed": True}) == "PASS  y: a 1.000, b - (target t)"
+    assert table([Column("name", 6, text=True), Column("v", 4)], [("ab", "1.0")]) == [
+        "name      v", "-----------", "ab      1.0"]

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from rsee_ros.evaluation.common import DATA_KINDS, default_threads, jsonable, write_json_report
+from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "train", "all"), default="test")
     parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
     parser.add_argument("--threshold", default=None,
-                        help="exit threshold of RSEE and Exit-only (default: the checkpoint's "
-                        "training eval_threshold, else 0.9)")
+                        help="exit threshold of RSEE and Exit-only, in [0, 1] ('inf' or 'never': "
+                        "never exit; default: the checkpoint's training eval_threshold, else 0.9)")
     parser.add_argument("--max-videos", type=int, default=None,
                         help="benchmark this many videos, spread over the split (default all)")
     parser.add_argument("--warmup", type=int, default=2,
@@ -38,9 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    parser.add_argument("--backend", choices=("pipeline", "session"), default=None,
-                        help="streaming path: the node's RecognitionPipeline (default when "
-                        "available) or a bare StreamingSession")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="data set reader option (e.g. split=2)")
     parser.add_argument("--cache-dir", default=None, help="frame cache folder")
@@ -48,39 +46,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def _f(value: Any, spec: str) -> str:
-    return format(value, spec) if isinstance(value, int | float) else "-"
+COLUMNS = (
+    Column("method", 16, text=True), Column("mode", 9, text=True), Column("top1", 6),
+    Column("GFLOPs", 8), Column("frames", 6), Column("videos/s", 9), Column("frames/s", 9),
+    Column("ms/video", 9),
+)
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The figures, ratios and targets as text."""
-    lines = []
-    head = (f"{'method':<16} {'mode':<9} {'top1':>6} {'GFLOPs':>8} {'frames':>6} "
-            f"{'videos/s':>9} {'frames/s':>9} {'ms/video':>9}")
-    lines += [head, "-" * len(head)]
-    for mode in ("streaming", "batched"):
-        for name, e in report[mode].items():
-            lines.append(
-                f"{name:<16} {mode:<9} {_f(e['top1'], '.2f'):>6} "
-                f"{_f(e['gflops_per_video'], '.3f'):>8} "
-                f"{_f(e.get('frames_processed'), '.2f'):>6} {_f(e['videos_per_s'], '.2f'):>9} "
-                f"{_f(e['frames_per_s'], '.1f'):>9} {_f(e.get('latency_ms_mean'), '.1f'):>9}"
-            )
+    rows = [
+        (name, mode, number(e["top1"], ".2f"), number(e["gflops_per_video"], ".3f"),
+         number(e.get("frames_processed"), ".2f"), number(e["videos_per_s"], ".2f"),
+         number(e["frames_per_s"], ".1f"), number(e.get("latency_ms_mean"), ".1f"))
+        for mode in ("streaming", "batched") for name, e in report[mode].items()
+    ]
+    lines = table(COLUMNS, rows)
     for name, r in report["ratios"].items():
         lines.append(
             f"{name} vs uniform: GFLOPs reduction "
-            f"{_f(100 * r['gflops_reduction_vs_uniform'], '.1f')}%, "
-            f"throughput x{_f(r['throughput_ratio_vs_uniform'], '.2f')} "
-            f"(batched x{_f(r['batched_throughput_ratio_vs_uniform'], '.2f')}), "
-            f"top-1 {_f(r['accuracy_delta_points'], '+.2f')} points"
+            f"{percent(r['gflops_reduction_vs_uniform'], '.1f')}%, "
+            f"throughput x{number(r['throughput_ratio_vs_uniform'], '.2f')} "
+            f"(batched x{number(r['batched_throughput_ratio_vs_uniform'], '.2f')}), "
+            f"top-1 {number(r['accuracy_delta_points'], '+.2f')} points"
         )
-    for t in report["targets"]:
-        value = t["value"]
-        shown = (", ".join(f"{k} {_f(v, '.3f')}" for k, v in value.items())
-                 if isinstance(value, dict) else _f(value, ".3f"))
-        lines.append(f"{'PASS' if t['passed'] else 'MISS'}  {t['name']}: {shown} "
-                     f"(target {t['target']})")
-    agreement = ", ".join(f"{k} {_f(100 * v, '.0f')}%" for k, v in report["agreement"].items())
+    lines += [target_line(t) for t in report["targets"]]
+    agreement = ", ".join(f"{k} {percent(v, '.0f')}%" for k, v in report["agreement"].items())
     lines.append(f"streaming = batched (prediction and GFLOPs) for: {agreement} of videos")
     m = report["machine"]
     lines.append(
@@ -114,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.data, kind=args.kind, split=args.split, frames=args.frames,
             threshold=args.threshold, max_videos=args.max_videos, warmup=args.warmup,
             passes=args.passes, batch_size=args.batch_size, device=args.device,
-            backend=args.backend, options=options, cache_dir=args.cache_dir, wrap=wrap,
+            options=options, cache_dir=args.cache_dir, wrap=wrap,
             progress=not args.no_progress,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:

@@ -6,7 +6,7 @@
 One run on one machine: node results/s against the in-process RecognitionPipeline on the same
 frames (target >= 95%), latency from frame stamp to result at the camera rate, target_fps
 tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. Prints
-a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench.py.
+a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench/.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from rsee_ros.evaluation.common import jsonable, write_json_report
+from rsee_ros.evaluation.formatting import number, percent, target_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure", type=float, default=None,
                         help="seconds measured per set point (default 10; --quick: 2)")
     parser.add_argument("--domain-id", type=int, default=None,
-                        help="ROS_DOMAIN_ID of every process (default 101 + pid %% 100)")
+                        help="ROS_DOMAIN_ID of every process, 0..232 (default: one in 1..232 "
+                        "picked from the process id)")
     parser.add_argument("--no-fastdds-profile", action="store_true",
                         help="use Fast DDS's default transports instead of the benchmark's "
                         "shared-memory + UDP-on-127.0.0.1 profile")
@@ -59,58 +61,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="short durations (a test run of a few tens of seconds)")
 
 
-def _f(value: Any, spec: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "-"
-    return format(value, spec)
-
-
 def format_report(report: dict[str, Any]) -> str:
     """The figures and the targets as text."""
-    lines = []
-    p = report["in_process"]
-    lines.append(
-        f"in-process: {p['frames']} frames, {_f(p['frames_per_s'], '.1f')} frames/s, "
-        f"{_f(p['steady_results_per_s'], '.2f')} results/s ({p['results']} results); "
-        f"fastest settings {_f(p['fastest']['frames_per_s'], '.1f')} frames/s"
-    )
-    t = report["throughput"]
+    n = number
+    p, t, lat, r = (report[k] for k in ("in_process", "throughput", "latency", "resources"))
     limited = " (input-limited: the publisher did not outpace the node)" if t[
         "input_limited"] else ""
-    lines.append(
-        f"node:       {t['frames_published']} frames at {_f(t['publish_rate_hz'], 'g')} Hz, "
+    lines = [
+        f"in-process: {p['frames']} frames, {n(p['frames_per_s'], '.1f')} frames/s, "
+        f"{n(p['steady_results_per_s'], '.2f')} results/s ({p['results']} results); "
+        f"fastest settings {n(p['fastest']['frames_per_s'], '.1f')} frames/s",
+        f"node:       {t['frames_published']} frames at {n(t['publish_rate_hz'], 'g')} Hz, "
         f"{t['frames_received']} received, {t['frames_dropped']} dropped; {t['results']} results "
-        f"({t['results_expected']} in-process, labels agree {_f(100 * t['label_agreement'], '.0f')}"
-        f"%); {_f(t['results_per_s'], '.2f')} results/s, {_f(t['frames_per_s'], '.1f')} "
-        f"frames/s (inside its pipeline {_f(t['node_pipeline_fps'], '.1f')}){limited}"
-    )
-    lat = report["latency"]
-    lines.append(
-        f"latency at {_f(lat['rate_hz'], 'g')} Hz (frame stamp to result received): p50 "
-        f"{_f(lat['p50_ms'], '.1f')} ms, p99 {_f(lat['p99_ms'], '.1f')} ms over {lat['results']} "
-        f"results (node's own arrival-to-publish p50 {_f(lat['node_latency_p50_ms'], '.1f')} ms); "
-        f"{lat['frames_dropped']} frames dropped"
-    )
-    r = report["resources"]
-    lines.append(
-        f"node over {_f(r['duration_s'], '.0f')} s (warm-up {_f(r['warmup_s'], 'g')} s): CPU "
-        f"{_f(r['cpu_percent_mean'], '.1f')}% of one core (max {_f(r['cpu_percent_max'], '.0f')}"
-        f"%), RSS {_f(r['rss_mb_start'], '.1f')} -> {_f(r['rss_mb_end'], '.1f')} MiB (max "
-        f"{_f(r['rss_mb_max'], '.1f')}), memory growth {_f(r['memory_growth_mb'], '+.1f')} MiB; "
-        f"publisher CPU {_f(r['publisher_cpu_percent_mean'], '.1f')}%"
-    )
+        f"({t['results_expected']} in-process, labels agree "
+        f"{percent(t['label_agreement'], '.0f')}%); {n(t['results_per_s'], '.2f')} results/s, "
+        f"{n(t['frames_per_s'], '.1f')} frames/s (inside its pipeline "
+        f"{n(t['node_pipeline_fps'], '.1f')}){limited}",
+        f"latency at {n(lat['rate_hz'], 'g')} Hz (frame stamp to result received): p50 "
+        f"{n(lat['p50_ms'], '.1f')} ms, p99 {n(lat['p99_ms'], '.1f')} ms over {lat['results']} "
+        f"results (node's own arrival-to-publish p50 {n(lat['node_latency_p50_ms'], '.1f')} "
+        f"ms); {lat['frames_dropped']} frames dropped",
+        f"node over {n(r['duration_s'], '.0f')} s (warm-up {n(r['warmup_s'], 'g')} s): CPU "
+        f"{n(r['cpu_percent_mean'], '.1f')}% of one core (max {n(r['cpu_percent_max'], '.0f')}"
+        f"%), RSS {n(r['rss_mb_start'], '.1f')} -> {n(r['rss_mb_end'], '.1f')} MiB (max "
+        f"{n(r['rss_mb_max'], '.1f')}), memory growth {n(r['memory_growth_mb'], '+.1f')} MiB; "
+        f"publisher CPU {n(r['publisher_cpu_percent_mean'], '.1f')}%",
+    ]
     for s in report["tracking"]["setpoints"]:
         note = " (input-limited)" if s["input_limited"] else ""
         lines.append(
-            f"target_fps {_f(s['target_fps'], 'g')} (fed at {_f(s['feed_hz'], 'g')} Hz): "
-            f"processed {_f(s['processed_fps'], '.1f')} fps, capacity "
-            f"{_f(s['capacity_fps'], '.1f')} fps, error {_f(100 * s['tracking_error'], '.1f')}% "
-            f"(exit threshold {_f(s['exit_threshold'], 'g')}, max resolution "
+            f"target_fps {n(s['target_fps'], 'g')} (fed at {n(s['feed_hz'], 'g')} Hz): "
+            f"processed {n(s['processed_fps'], '.1f')} fps, capacity "
+            f"{n(s['capacity_fps'], '.1f')} fps, error {percent(s['tracking_error'], '.1f')}% "
+            f"(exit threshold {n(s['exit_threshold'], 'g')}, max resolution "
             f"{s['max_resolution']}){note}"
         )
-    for target in report["targets"]:
-        lines.append(f"{'PASS' if target['passed'] else 'MISS'}  {target['name']}: "
-                     f"{_f(target['value'], '.3f')} (target {target['target']})")
+    lines += [target_line(target) for target in report["targets"]]
     m = report["machine"]
     lines.append(f"{m['device']}, {report['threads']} threads, {m['cpu']} ({m['cores']} cores); "
                  f"ROS domain {report['domain_id']}"
@@ -122,15 +108,34 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _config(args: argparse.Namespace, checkpoint: str) -> Any:
+    """The run's :class:`~rsee_ros.evaluation.node_bench.BenchNodeConfig` from the options
+    (``ValueError`` for a bad one)."""
+    from rsee_ros.evaluation.common import default_threads
+    from rsee_ros.evaluation.node_bench import BenchNodeConfig, parse_targets
+
+    targets = parse_targets(args.targets)
+    for name in ("duration", "frames", "settle", "measure"):
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"--{name} must be > 0")
+    overrides: dict[str, Any] = {
+        key: value for key, value in (
+            ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
+            ("measure_s", args.measure),
+        ) if value is not None
+    }
+    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
+                  source=args.source, targets=targets, domain_id=args.domain_id,
+                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
+    if args.quick:
+        return BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
+    return BenchNodeConfig(checkpoint, **common, **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
     """Benchmark, print, write the JSON."""
-    from rsee_ros.evaluation.common import default_threads
-    from rsee_ros.evaluation.node_bench import (
-        BenchNodeConfig,
-        BenchNodeError,
-        parse_targets,
-        run_node_bench,
-    )
+    from rsee_ros.evaluation.node_bench import BenchNodeError, run_node_bench
     from rsee_ros.model import CheckpointError
     from rsee_ros.resources import DEFAULT_CHECKPOINT
 
@@ -142,29 +147,10 @@ def run(args: argparse.Namespace) -> int:
             return 2
         checkpoint = str(DEFAULT_CHECKPOINT)
     try:
-        targets = parse_targets(args.targets)
+        config = _config(args, checkpoint)
     except ValueError as error:
         print(f"rsee bench-node: {error}", file=sys.stderr)
         return 2
-    for name in ("duration", "frames", "settle", "measure"):
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            print(f"rsee bench-node: --{name} must be > 0", file=sys.stderr)
-            return 2
-    overrides: dict[str, Any] = {
-        key: value for key, value in (
-            ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
-            ("measure_s", args.measure),
-        ) if value is not None
-    }
-    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
-                  source=args.source, targets=targets, domain_id=args.domain_id,
-                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
-    if args.quick:
-        config = BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
-    else:
-        config = BenchNodeConfig(checkpoint, **common, **overrides)
-
     started = time.monotonic()
 
     def log(line: str) -> None:

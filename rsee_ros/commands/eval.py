@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rsee_ros.evaluation.common import (
     BASELINE_MODES,
     DATA_KINDS,
@@ -26,6 +24,7 @@ from rsee_ros.evaluation.common import (
     jsonable,
     write_json_report,
 )
+from rsee_ros.evaluation.formatting import Column, number, percent, table, verdict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=("test", "train", "all"), default="test")
     parser.add_argument("--frames", type=int, default=16, help="frames T per video (default 16)")
     parser.add_argument("--thresholds", nargs="+", default=[str(t) for t in DEFAULT_THRESHOLDS],
-                        metavar="X", help="exit thresholds of the sweeps ('inf': never exit; "
-                        f"default {' '.join(map(str, DEFAULT_THRESHOLDS))})")
+                        metavar="X", help="exit thresholds of the sweeps, in [0, 1] ('inf' or "
+                        "'never': never exit, the same as 1; default "
+                        f"{' '.join(map(str, DEFAULT_THRESHOLDS))})")
     parser.add_argument("--baselines", nargs="+", default=[], metavar="CKPT",
                         help="separately trained baseline checkpoints (labelled by file stem)")
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=CKPT[:MODE]",
@@ -88,6 +88,8 @@ def parse_baselines(paths: list[str], labelled: list[str]) -> list[BaselineCheck
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs, values parsed as YAML."""
+    import yaml
+
     options = {}
     for text in items:
         if "=" not in text:
@@ -97,27 +99,30 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if not isinstance(value, int | float) else format(value, spec)
+COLUMNS = (
+    Column("method", 22, text=True), Column("thr", 5), Column("top1", 6), Column("mAP", 6),
+    Column("GFLOPs", 8), Column("frames", 6), Column("exit%", 6), Column("videos/s", 9),
+    Column("frames/s", 9),
+)
+
+
+def _row(name: str, e: dict[str, Any]) -> tuple[str, ...]:
+    thr = e["threshold"]
+    return (
+        name, thr if isinstance(thr, str) else format(thr, ".2f"), number(e["top1"], ".2f"),
+        number(e["map"], ".2f"), number(e["gflops_per_video"], ".3f"),
+        number(e["frames_processed"], ".2f"), percent(e["exited_early_fraction"], ".0f"),
+        number(e["videos_per_s"], ".2f"), number(e["frames_per_s"], ".1f"),
+    )
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The compact text table of a report (one row per method and threshold)."""
+    """The compact text table of a report (one row per method and threshold), the data-set
+    check and the curve comparisons."""
     rows = [("rsee", e) for e in report["rsee"]]
     for name, entries in report["baselines"].items():
         rows += [(name, e) for e in (entries if isinstance(entries, list) else [entries])]
-    head = (f"{'method':<22} {'thr':>5} {'top1':>6} {'mAP':>6} {'GFLOPs':>8} {'frames':>6} "
-            f"{'exit%':>6} {'videos/s':>9} {'frames/s':>9}")
-    lines = [head, "-" * len(head)]
-    for name, e in rows:
-        thr = e["threshold"]
-        lines.append(
-            f"{name:<22} {thr if isinstance(thr, str) else format(thr, '.2f'):>5} "
-            f"{_fmt(e['top1'], '.2f'):>6} {_fmt(e['map'], '.2f'):>6} "
-            f"{_fmt(e['gflops_per_video'], '.3f'):>8} {_fmt(e['frames_processed'], '.2f'):>6} "
-            f"{_fmt(100 * e['exited_early_fraction'], '.0f'):>6} "
-            f"{_fmt(e['videos_per_s'], '.2f'):>9} {_fmt(e['frames_per_s'], '.1f'):>9}"
-        )
+    lines = table(COLUMNS, (_row(name, e) for name, e in rows))
     machine = report["machine"]
     lines.append(f"{report['num_videos']} videos, T={report['frames']}, {report['split']} split; "
                  f"{machine['device']}, {machine['threads']} threads, {machine['cpu']}")
@@ -125,9 +130,9 @@ def format_table(report: dict[str, Any]) -> str:
     if checks:
         lines.append(
             "data set check (Uniform first frame / lowest resolution lose >= 10 points): "
-            f"{_fmt(checks['uniform_first_frame_gap_points'], '.1f')} / "
-            f"{_fmt(checks['uniform_lowest_gap_points'], '.1f')} points -> "
-            f"{ {True: 'PASS', False: 'MISS', None: 'not run'}[checks['passed']] }"
+            f"{number(checks['uniform_first_frame_gap_points'], '.1f')} / "
+            f"{number(checks['uniform_lowest_gap_points'], '.1f')} points -> "
+            f"{verdict(checks['passed'])}"
         )
     for name, comparison in (report.get("curve_comparisons") or {}).items():
         up_to = comparison["ahead_up_to_top1"]

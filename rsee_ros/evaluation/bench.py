@@ -1,14 +1,14 @@
-"""``rsee bench`` as a library: RSEE against Uniform, Resolution-only and Exit-only, measured in
-one run with the same weights on the same machine.
+"""``rsee bench`` as a library: RSEE against Uniform, Resolution-only and Exit-only
+(:data:`~rsee_ros.evaluation.methods.BENCH_METHODS`), measured in one run with the same weights on
+the same machine.
 
 Two ways of running each method:
 
 * **streaming**: frames fed one at a time as the node does, through the node's
   :class:`~rsee_ros.pipeline.runner.RecognitionPipeline` (one tumbling window of T frames per
-  video; preprocessing of each frame included) when that module is importable, else through a
-  :class:`~rsee_ros.model.StreamingSession` with the same per-frame preprocessing. A video's time
-  runs from its first pushed frame to its result (the exit, or the last frame); frames after the
-  exit are not pushed, as the node would not process them.
+  video; preprocessing of each frame included; :mod:`~rsee_ros.evaluation.streaming`). A video's
+  time runs from its first pushed frame to its result (the exit, or the last frame); frames after
+  the exit are not pushed, as the node would not process them.
 * **batched**: ``infer_batch`` on batches of preprocessed clips (only the call is timed).
 
 Videos are decoded a chunk at a time before any timing. Within a chunk the methods alternate
@@ -21,185 +21,36 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rsee_ros.evaluation.common import GFLOPS_UNIT, NEVER, parse_threshold, threshold_json
-from rsee_ros.evaluation.evaluate import data_config, machine_info, settings_json, spread_indices
-from rsee_ros.model import InferenceSettings, RSEEModel, StreamingSession
-from rsee_ros.model.preprocess import frame_to_tensor, frames_to_tensor
+from rsee_ros.evaluation.clock import machine_info, stopwatch
+from rsee_ros.evaluation.common import GFLOPS_UNIT, parse_threshold, threshold_json
+from rsee_ros.evaluation.data import ClipChunks, load_split, spread_indices
+from rsee_ros.evaluation.methods import Method, bench_methods, settings_json
+from rsee_ros.evaluation.streaming import BACKEND, StreamRunner, VideoOutcome
+from rsee_ros.model import RSEEModel
+from rsee_ros.model.preprocess import frames_to_tensor
 
-METHODS = ("rsee", "uniform", "resolution_only", "exit_only")
-SOURCE = "bench"
-FRAME_PERIOD_S = 1.0 / 30.0  # stamps of the fed frames (the windowing only needs them to grow)
+__all__ = [
+    "agreement",
+    "bench",
+    "check_targets",
+    "default_threshold",
+    "ratios_vs_uniform",
+    "run_bench",
+]
 
 TARGET_GFLOPS_REDUCTION = 0.85
 TARGET_MAX_ACCURACY_DROP = 1.0
 TARGET_THROUGHPUT_RATIO = 3.5
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
-
-
-@dataclass(frozen=True)
-class BenchMethod:
-    """A benchmarked method: a name and the inference settings it runs with."""
-
-    name: str
-    settings: InferenceSettings
-
-
-def bench_methods(model: RSEEModel, threshold: float) -> list[BenchMethod]:
-    """RSEE (selector + gate at ``threshold``), Uniform (every frame at the highest resolution,
-    no exit), Resolution-only (selector, no exit) and Exit-only (highest resolution + gate)."""
-    top = model.config.max_resolution
-    uniform = InferenceSettings(policy="uniform", fixed_resolution=top, exit_threshold=NEVER)
-    return [
-        BenchMethod("rsee", InferenceSettings(policy="learned", exit_threshold=threshold)),
-        BenchMethod("uniform", uniform),
-        BenchMethod("resolution_only", InferenceSettings(policy="learned", exit_threshold=NEVER)),
-        BenchMethod("exit_only", uniform.with_changes(exit_threshold=threshold)),
-    ]
-
-
-@dataclass
-class VideoOutcome:
-    """One streamed video: prediction, cost, frames and time."""
-
-    prediction: int
-    gflops: float
-    frames_pushed: int
-    frames_processed: int
-    exited_early: bool
-    seconds: float
-    resolutions: list[int] = field(default_factory=list)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class StreamRunner:
-    """Feeds videos frame by frame with one method's settings, the way the node does.
-
-    ``backend`` is ``"pipeline"`` (the node's RecognitionPipeline) or ``"session"`` (a bare
-    StreamingSession with the same per-frame preprocessing; used when the pipeline module is
-    missing, or when asked).
-    """
-
-    def __init__(
-        self,
-        model: RSEEModel,
-        class_names: Sequence[str],
-        frames: int,
-        settings: InferenceSettings,
-        backend: str | None = None,
-    ) -> None:
-        self.model = model
-        self.settings = settings
-        self.size = model.config.max_resolution
-        self._stamp = 0.0
-        self.pipeline = None
-        if backend in (None, "pipeline"):
-            self.pipeline = _make_pipeline(model, class_names, frames, settings,
-                                           required=backend == "pipeline")
-        self.backend = "pipeline" if self.pipeline is not None else "session"
-
-    def run(self, clip: np.ndarray) -> VideoOutcome:
-        """Stream one ``(T, H, W, 3)`` uint8 RGB clip to its result."""
-        if self.pipeline is not None:
-            return self._run_pipeline(clip)
-        return self._run_session(clip)
-
-    def _run_pipeline(self, clip: np.ndarray) -> VideoOutcome:
-        pipe = self.pipeline
-        results: list[Any] = []
-        pushed = 0
-        device = self.model.device
-        _sync(device)
-        start = time.perf_counter()
-        for frame in clip:
-            self._stamp += FRAME_PERIOD_S
-            results = pipe.push(SOURCE, self._stamp, frame)
-            pushed += 1
-            if results:
-                break
-        _sync(device)
-        seconds = time.perf_counter() - start
-        pipe.close(SOURCE)  # ends this video (untimed): the next clip opens a fresh window
-        if len(results) != 1:
-            raise RuntimeError(f"expected one window result per video, got {len(results)}")
-        r = results[0]
-        return VideoOutcome(
-            prediction=r.class_id, gflops=r.gflops, frames_pushed=pushed,
-            frames_processed=r.frames_processed, exited_early=r.exited_early, seconds=seconds,
-            resolutions=list(r.resolutions),
-        )
-
-    def _run_session(self, clip: np.ndarray) -> VideoOutcome:
-        device = self.model.device
-        resolutions: list[int] = []
-        exited = False
-        _sync(device)
-        start = time.perf_counter()
-        session = StreamingSession(self.model, self.settings)
-        for frame in clip:
-            step = session.push(frame_to_tensor(frame, self.size).to(device))
-            resolutions.append(step.resolution)
-            if step.exited:
-                exited = True
-                break
-        prediction = int(session.probabilities.argmax())
-        _sync(device)
-        seconds = time.perf_counter() - start
-        return VideoOutcome(
-            prediction=prediction, gflops=session.gmacs, frames_pushed=len(resolutions),
-            frames_processed=session.frames_processed,
-            exited_early=exited and len(resolutions) < len(clip), seconds=seconds,
-            resolutions=resolutions,
-        )
-
-
-def _make_pipeline(
-    model: RSEEModel,
-    class_names: Sequence[str],
-    frames: int,
-    settings: InferenceSettings,
-    *,
-    required: bool = False,
-) -> Any:
-    """The node's pipeline with one tumbling window of ``frames`` per video, or None when the
-    pipeline module is not there."""
-    try:
-        from rsee_ros.pipeline.runner import PipelineSettings, RecognitionPipeline
-    except ImportError:
-        if required:
-            raise
-        return None
-    threshold = settings.exit_threshold
-    pipe_settings = PipelineSettings(
-        window_size=frames, stride=0, frame_step=1, max_gap_s=0.0,
-        exit_threshold=min(max(threshold, 0.0), 1.0), skip_enabled=settings.skip_enabled,
-        allowed_resolutions=tuple(settings.allowed_resolutions or ()), top_k=1,
-    )
-    derived = pipe_settings.inference_settings(model.config.resolutions)
-    # PipelineSettings (the node's parameters) has no policy and caps the threshold at 1; the
-    # baselines (uniform policy, never exiting) go in as the pipeline's inference overrides.
-    overrides = {
-        f.name: getattr(settings, f.name) for f in fields(InferenceSettings)
-        if getattr(settings, f.name) != getattr(derived, f.name)
-    }
-    pipe = RecognitionPipeline(model, list(class_names), pipe_settings,
-                               inference_overrides=overrides or None)
-    if pipe.inference_settings != settings:
-        raise RuntimeError(f"pipeline runs with {pipe.inference_settings}, wanted {settings}")
-    return pipe
 
 
 # ------------------------------------------------------------------------------ aggregation
@@ -213,6 +64,15 @@ class _Stream:
     timed_pushed: int = 0
     latencies: list[float] = field(default_factory=list)
 
+    def add(self, outcome: VideoOutcome, keep: bool) -> None:
+        """Count one timed video; ``keep`` its outcome (the first pass) for the figures."""
+        if keep:
+            self.outcomes.append(outcome)
+        self.seconds += outcome.seconds
+        self.timed_videos += 1
+        self.timed_pushed += outcome.frames_pushed
+        self.latencies.append(outcome.seconds)
+
 
 @dataclass
 class _Batched:
@@ -220,6 +80,14 @@ class _Batched:
     gflops: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
     timed_videos: int = 0
+
+    def add(self, out: Any, videos: int, seconds: float, keep: bool) -> None:
+        """Count one timed batch; ``keep`` its predictions and cost (the first pass)."""
+        self.seconds += seconds
+        self.timed_videos += videos
+        if keep:
+            self.predictions.append(out.probabilities.argmax(-1).cpu().numpy())
+            self.gflops.append(out.gmacs.cpu().numpy())
 
 
 def _resolution_histogram(outcomes: Sequence[VideoOutcome], resolutions: Sequence[int]
@@ -269,6 +137,17 @@ def _batched_summary(b: _Batched, labels: np.ndarray, frames: int) -> dict[str, 
         "videos_per_s": b.timed_videos / b.seconds if b.seconds > 0 else math.nan,
         "frames_per_s": frames * b.timed_videos / b.seconds if b.seconds > 0 else math.nan,
     }
+
+
+def agreement(s: _Stream, b: _Batched) -> float:
+    """Fraction of the videos on which streaming and batched inference gave the same prediction
+    and GFLOPs (NaN without videos)."""
+    s_pred = np.array([o.prediction for o in s.outcomes])
+    s_gf = np.array([o.gflops for o in s.outcomes])
+    b_pred = np.concatenate(b.predictions) if b.predictions else s_pred
+    b_gf = np.concatenate(b.gflops) if b.gflops else s_gf
+    same = (s_pred == b_pred) & np.isclose(s_gf, b_gf, rtol=1e-5, atol=1e-9)
+    return float(same.mean()) if len(same) else math.nan
 
 
 def _ratio(a: float, b: float) -> float:
@@ -333,6 +212,49 @@ def _rotated(items: Sequence[Any], shift: int) -> list[Any]:
     return list(items[shift:]) + list(items[:shift])
 
 
+class _BenchRun:
+    """The runners and the figures collected so far of one :func:`run_bench`."""
+
+    def __init__(self, model: RSEEModel, class_names: Sequence[str], frames: int,
+                 methods: Sequence[Method], batch_size: int) -> None:
+        self.model = model
+        self.methods = list(methods)
+        self.batch_size = batch_size
+        self.runners = {m.group: StreamRunner(model, class_names, frames, m.settings)
+                        for m in methods}
+        self.stream = {m.group: _Stream() for m in methods}
+        self.batched = {m.group: _Batched() for m in methods}
+        self.videos = 0  # videos of the earlier chunks (the streaming rotation)
+        self.batches = 0  # batches timed so far (the batched rotation)
+
+    def warm_up(self, chunk: Sequence[np.ndarray], tensors: Sequence[torch.Tensor],
+                warmup: int) -> None:
+        """Untimed: the first ``warmup`` videos and one batch through every method."""
+        for m in self.methods:
+            for clip in chunk[:warmup]:
+                self.runners[m.group].run(clip)
+            with torch.no_grad():
+                self.model.infer_batch(torch.stack(tensors[:self.batch_size])
+                                       .to(self.model.device), m.settings)
+
+    def stream_pass(self, chunk: Sequence[np.ndarray], p: int) -> None:
+        """Pass ``p`` of the chunk's videos, streamed, the method order rotating per video."""
+        for i, clip in enumerate(chunk):
+            for m in _rotated(self.methods, self.videos + i + p):
+                self.stream[m.group].add(self.runners[m.group].run(clip), keep=p == 0)
+
+    def batched_pass(self, tensors: Sequence[torch.Tensor], p: int) -> None:
+        """Pass ``p`` of the chunk's clips in batches, the method order rotating per batch."""
+        device = self.model.device
+        for start in range(0, len(tensors), self.batch_size):
+            batch = torch.stack(tensors[start:start + self.batch_size]).to(device)
+            for m in _rotated(self.methods, self.batches + p):
+                with stopwatch(device) as span:
+                    out = self.model.infer_batch(batch, m.settings)
+                self.batched[m.group].add(out, len(batch), span.seconds, keep=p == 0)
+            self.batches += 1
+
+
 def run_bench(
     model: RSEEModel,
     class_names: Sequence[str],
@@ -343,87 +265,47 @@ def run_bench(
     warmup: int = 2,
     passes: int = 1,
     batch_size: int = 8,
-    backend: str | None = None,
     wrap: Wrap | None = None,
 ) -> dict[str, Any]:
-    """Benchmark the :func:`bench_methods` on chunks of ``(uint8 clips, labels)``.
+    """Benchmark the :func:`~rsee_ros.evaluation.methods.bench_methods` on chunks of
+    ``(uint8 clips, labels)``.
 
-    Returns ``{"streaming", "batched", "ratios", "targets", "agreement", "backend"}``.
+    Returns ``{"backend", "streaming", "batched", "ratios", "targets", "agreement",
+    "num_videos"}``.
     """
-    methods = bench_methods(model, threshold)
-    runners = {m.name: StreamRunner(model, class_names, frames, m.settings, backend)
-               for m in methods}
-    device = model.device
+    methods = bench_methods(model.config, threshold)
+    run = _BenchRun(model, class_names, frames, methods, batch_size)
     size = model.config.max_resolution
-    stream = {m.name: _Stream() for m in methods}
-    batched = {m.name: _Batched() for m in methods}
     labels: list[int] = []
     warmed = warmup <= 0
-    video_counter = 0
-    batch_counter = 0
-    chunks = wrap(clips) if wrap is not None else clips
-    for chunk, chunk_labels in chunks:
+    for chunk, chunk_labels in wrap(clips) if wrap is not None else clips:
         if not chunk:
             continue
         labels += chunk_labels
         tensors = [frames_to_tensor(c, size) for c in chunk]  # batched input (untimed)
         if not warmed:
-            for m in methods:
-                for clip in chunk[:warmup]:
-                    runners[m.name].run(clip)
-                with torch.no_grad():
-                    model.infer_batch(torch.stack(tensors[:batch_size]).to(device), m.settings)
+            run.warm_up(chunk, tensors, warmup)
             warmed = True
         for p in range(passes):
-            for i, clip in enumerate(chunk):
-                for m in _rotated(methods, video_counter + i + p):
-                    outcome = runners[m.name].run(clip)
-                    s = stream[m.name]
-                    if p == 0:
-                        s.outcomes.append(outcome)
-                    s.seconds += outcome.seconds
-                    s.timed_videos += 1
-                    s.timed_pushed += outcome.frames_pushed
-                    s.latencies.append(outcome.seconds)
-            for start in range(0, len(chunk), batch_size):
-                batch = torch.stack(tensors[start:start + batch_size]).to(device)
-                for m in _rotated(methods, batch_counter + p):
-                    _sync(device)
-                    t0 = time.perf_counter()
-                    out = model.infer_batch(batch, m.settings)
-                    _sync(device)
-                    b = batched[m.name]
-                    b.seconds += time.perf_counter() - t0
-                    b.timed_videos += len(batch)
-                    if p == 0:
-                        b.predictions.append(out.probabilities.argmax(-1).cpu().numpy())
-                        b.gflops.append(out.gmacs.cpu().numpy())
-                batch_counter += 1
-        video_counter += len(chunk)
+            run.stream_pass(chunk, p)
+            run.batched_pass(tensors, p)
+        run.videos += len(chunk)
     label_array = np.asarray(labels)
     resolutions = model.config.resolutions
-    streaming_summary = {n: _stream_summary(s, label_array, frames, resolutions)
-                         for n, s in stream.items()}
-    batched_summary = {n: _batched_summary(b, label_array, frames) for n, b in batched.items()}
+    streaming = {n: _stream_summary(s, label_array, frames, resolutions)
+                 for n, s in run.stream.items()}
+    batched = {n: _batched_summary(b, label_array, frames) for n, b in run.batched.items()}
     for m in methods:
-        streaming_summary[m.name]["settings"] = settings_json(m.settings)
-        batched_summary[m.name]["settings"] = settings_json(m.settings)
-    agreement = {}
-    for n in stream:
-        s_pred = np.array([o.prediction for o in stream[n].outcomes])
-        s_gf = np.array([o.gflops for o in stream[n].outcomes])
-        b_pred = np.concatenate(batched[n].predictions) if batched[n].predictions else s_pred
-        b_gf = np.concatenate(batched[n].gflops) if batched[n].gflops else s_gf
-        same = (s_pred == b_pred) & np.isclose(s_gf, b_gf, rtol=1e-5, atol=1e-9)
-        agreement[n] = float(same.mean()) if len(same) else math.nan
-    ratios = ratios_vs_uniform(streaming_summary, batched_summary)
+        streaming[m.group]["settings"] = settings_json(m.settings)
+        batched[m.group]["settings"] = settings_json(m.settings)
+    ratios = ratios_vs_uniform(streaming, batched)
     return {
-        "backend": runners["rsee"].backend,
-        "streaming": streaming_summary,
-        "batched": batched_summary,
+        "backend": BACKEND,
+        "streaming": streaming,
+        "batched": batched,
         "ratios": ratios,
-        "targets": check_targets(streaming_summary, ratios),
-        "agreement": agreement,
+        "targets": check_targets(streaming, ratios),
+        "agreement": {n: agreement(run.stream[n], run.batched[n]) for n in run.stream},
         "num_videos": len(labels),
     }
 
@@ -433,32 +315,6 @@ def default_threshold(metadata: Mapping[str, Any]) -> float:
     value = (((metadata or {}).get("train_config") or {}).get("train") or {}).get(
         "eval_threshold")
     return float(value) if value is not None else 0.9
-
-
-class ClipChunks:
-    """Decoded ``(T, H, W, 3)`` uint8 clips (test sampling) and their labels, ``chunk`` videos
-    at a time (sized, for progress bars); videos that fail to decode are left out."""
-
-    def __init__(self, dataset: Any, indices: Sequence[int], chunk: int) -> None:
-        self.dataset = dataset
-        self.indices = list(indices)
-        self.chunk = max(int(chunk), 1)
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.indices) / self.chunk)
-
-    def __iter__(self) -> Iterator[tuple[list[np.ndarray], list[int]]]:
-        from rsee_ros.data import VideoDecodeError
-
-        for start in range(0, len(self.indices), self.chunk):
-            clips, labels = [], []
-            for i in self.indices[start:start + self.chunk]:
-                try:
-                    clips.append(np.ascontiguousarray(self.dataset.read_clip(i)))
-                except VideoDecodeError:
-                    continue
-                labels.append(int(self.dataset.records[i].label))
-            yield clips, labels
 
 
 def bench(
@@ -474,7 +330,6 @@ def bench(
     passes: int = 1,
     batch_size: int = 8,
     device: str = "cpu",
-    backend: str | None = None,
     options: Mapping[str, Any] | None = None,
     cache_dir: str | None = None,
     wrap: Wrap | None = None,
@@ -482,22 +337,16 @@ def bench(
 ) -> dict[str, Any]:
     """Load a checkpoint and data set and benchmark them; returns the JSON report."""
     from rsee_ros.model import load_checkpoint, resolve_device
-    from rsee_ros.training.data import build_dataset
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, device=dev)
     thr = default_threshold(ckpt.metadata) if threshold is None else parse_threshold(threshold)
-    data_cfg = data_config(data, kind=kind, frames=frames, metadata=ckpt.metadata,
-                           options=options, cache_dir=cache_dir)
-    bundle = build_dataset(data_cfg, subset=split, size=ckpt.config.max_resolution, train=False,
-                           progress=progress)
-    if bundle.classes != ckpt.class_names:
-        raise ValueError(f"{data}: data set classes differ from the checkpoint's")
+    data_cfg, bundle = load_split(ckpt, data, kind=kind, split=split, frames=frames,
+                                  options=options, cache_dir=cache_dir, progress=progress)
     indices = spread_indices(len(bundle.dataset), max_videos)
     clips = ClipChunks(bundle.dataset, indices, chunk=max(batch_size, 1) * 4)
     result = run_bench(ckpt.model, ckpt.class_names, clips, frames=frames, threshold=thr,
-                       warmup=warmup, passes=passes, batch_size=batch_size, backend=backend,
-                       wrap=wrap)
+                       warmup=warmup, passes=passes, batch_size=batch_size, wrap=wrap)
     table = ckpt.model.flops
     return {
         "checkpoint": str(checkpoint),
@@ -518,18 +367,3 @@ def bench(
         "uniform_gflops_per_video": table.uniform_video(ckpt.config.max_resolution, frames),
         **result,
     }
-
-
-__all__ = [
-    "METHODS",
-    "BenchMethod",
-    "ClipChunks",
-    "StreamRunner",
-    "VideoOutcome",
-    "bench",
-    "bench_methods",
-    "check_targets",
-    "default_threshold",
-        "ratios_vs_uniform",
-    "run_bench",
-]

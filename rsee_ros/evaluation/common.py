@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
-NEVER = math.inf
+NEVER = 1.0
+"""The exit threshold that never exits early. Exit thresholds lie in [0, 1] and 1.0 is the
+model's own "never" (``rsee_ros.model.gate.NEVER_EXIT``); written out here so that this module
+stays free of torch. ``--thresholds inf`` / ``never`` parse to it; reports write it ``"inf"``."""
+NEVER_WORDS = ("inf", "never", "none")
 DATA_KINDS = ("synthetic", "ucf101", "hmdb51", "folder", "rosbag")
 BASELINE_MODES = ("uniform", "learned", "exit")
 GFLOPS_UNIT = "GMAC (1e9 multiply-accumulates, the papers' 'GFLOPs')"
@@ -37,17 +41,18 @@ def default_threads() -> int:
 
 
 def threshold_json(value: float) -> float | str:
-    """A threshold as JSON can hold it (``"inf"`` for never exiting)."""
-    return "inf" if math.isinf(value) else float(value)
+    """A threshold as the reports write it: ``"inf"`` for :data:`NEVER` (never exiting)."""
+    return "inf" if value >= NEVER else float(value)
 
 
 def parse_threshold(text: str | float) -> float:
-    """``0.9``, ``inf`` or ``never`` -> float (``inf``: no early exit)."""
-    if isinstance(text, str) and text.strip().lower() in ("inf", "never", "none"):
+    """``0.9``, or ``inf`` / ``never`` (:data:`NEVER`: no early exit) -> a threshold in [0, 1]."""
+    if isinstance(text, str) and text.strip().lower() in NEVER_WORDS:
         return NEVER
     value = float(text)
-    if value < 0 or math.isnan(value):
-        raise ValueError(f"exit threshold must be >= 0 or inf, got {text!r}")
+    if not 0.0 <= value <= NEVER:  # NaN fails too
+        raise ValueError(f"exit threshold must be in [0, 1] (1, inf or never: no early exit), "
+                         f"got {text!r}")
     return value
 
 

@@ -11,26 +11,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-LABELS = {
-    "rsee": "RSEE (resolution + exit)",
-    "uniform": "Uniform (all frames, full res.)",
-    "uniform_first_frame": "Uniform first frame",
-    "random": "Random policy + exit",
-    "resolution_only": "Resolution-only (AR-Net-like)",
-    "exit_only": "Exit-only (FrameExit-like)",
-}
+from rsee_ros.evaluation.methods import label_for
+
 _MARKERS = "os^vD<>ph*X"
-
-
-def label_for(name: str, checkpoints: Mapping[str, Any] | None = None) -> str:
-    """Legend label of a result group (``checkpoints``: the report's baseline_checkpoints)."""
-    if checkpoints and name in checkpoints:
-        return f"{name} (separate checkpoint, {checkpoints[name].get('mode')})"
-    if name in LABELS:
-        return LABELS[name]
-    if name.startswith("uniform_") and name.split("_", 1)[1].isdigit():
-        return f"Uniform {name.split('_', 1)[1]} px"
-    return name
 
 
 def _log_tick(value: float, _position: object) -> str:
@@ -94,4 +77,4 @@ def plot_accuracy_vs_gflops(
     return out
 
 
-__all__ = ["LABELS", "label_for", "plot_accuracy_vs_gflops"]
+__all__ = ["plot_accuracy_vs_gflops"]
