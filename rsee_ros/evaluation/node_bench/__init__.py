@@ -53,11 +53,9 @@ from rsee_ros.evaluation.node_bench.config import (
 )
 from rsee_ros.evaluation.node_bench.inprocess import bench_frames
 from rsee_ros.evaluation.node_bench.metrics import ProcSampler, check_targets, steady_rate
-from rsee_ros.evaluation.node_bench.processes import FASTDDS_PROFILE_XML
 from rsee_ros.evaluation.node_bench.run import run_node_bench
 
 __all__ = [
-    "FASTDDS_PROFILE_XML",
     "TARGET_RESULTS_RATIO",
     "TARGET_TRACKING_ERROR",
     "BenchNodeConfig",

@@ -9,42 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from rsee_ros.evaluation.node_bench.config import IDLE_PERIOD_S, BenchNodeConfig, BenchNodeError
+from rsee_ros.resources import FASTDDS_SHM_PROFILE
 from rsee_ros.ros.processes import LOOPBACK_ENV, RosProcess, loopback_environment
 
-__all__ = ["FASTDDS_PROFILE_XML", "BenchProcesses"]
+__all__ = ["BenchProcesses"]
 
-# Fast DDS profile (docs: the ROS 2-from-PyPI notes): shared memory with a 16 MB segment plus UDPv4
-# restricted to 127.0.0.1, builtin transports off. Fixes the 64 KB fragmentation latency of
-# images and keeps every packet on loopback.
-FASTDDS_PROFILE_XML = """\
-<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com">
-  <transport_descriptors>
-    <transport_descriptor>
-      <transport_id>rsee_bench_shm</transport_id>
-      <type>SHM</type>
-      <segment_size>16777216</segment_size>
-      <maxMessageSize>4194304</maxMessageSize>
-    </transport_descriptor>
-    <transport_descriptor>
-      <transport_id>rsee_bench_udp</transport_id>
-      <type>UDPv4</type>
-      <interfaceWhiteList>
-        <address>127.0.0.1</address>
-      </interfaceWhiteList>
-    </transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="rsee_bench_participant" is_default_profile="true">
-    <rtps>
-      <userTransports>
-        <transport_id>rsee_bench_shm</transport_id>
-        <transport_id>rsee_bench_udp</transport_id>
-      </userTransports>
-      <useBuiltinTransports>false</useBuiltinTransports>
-    </rtps>
-  </participant>
-</profiles>
-"""
 PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
 
 
@@ -58,10 +27,8 @@ class BenchProcesses:
         self.running: list[RosProcess] = []
         self.finished: list[dict[str, Any]] = []
         extra = {"OMP_NUM_THREADS": str(config.threads)}
-        if config.fastdds_profile:
-            profile = workdir / "fastdds_loopback.xml"
-            profile.write_text(FASTDDS_PROFILE_XML)
-            extra[PROFILE_VARIABLE] = str(profile)
+        if config.fastdds_profile:  # the packaged shared-memory profile (see the file)
+            extra[PROFILE_VARIABLE] = str(FASTDDS_SHM_PROFILE)
         self.env = loopback_environment(domain_id=config.domain_id, **extra)
 
     def participant_environment(self) -> dict[str, str]:
