@@ -179,7 +179,7 @@ def test_live_node_gives_the_same_results(bag: Path, checkpoint: Path, ros_conte
     from std_msgs.msg import Header
     from test_node import Harness, _stamp
 
-    from rsee_ros.ros.image_conversion import rgb_to_image_msg
+    from rsee_ros.data.image_conversion import rgb_to_image_msg
 
     pipe = RecognitionPipeline(checkpoint, settings=PipelineSettings(**SETTINGS))
     from_bag = evaluate_bag(bag, pipe, [TOPIC]).windows

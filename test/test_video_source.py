@@ -29,10 +29,10 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from rsee_ros.data.image_conversion import image_to_rgb  # noqa: E402
 from rsee_ros.data.synthetic import CLASS_NAMES  # noqa: E402
 from rsee_ros.pipeline.rejects import RejectCounter  # noqa: E402
 from rsee_ros.resources import DEMO_LABELS, load_clip_labels  # noqa: E402
-from rsee_ros.ros.image_conversion import image_to_rgb  # noqa: E402
 from rsee_ros.ros.video_source import (  # noqa: E402
     ImageFolderSource,
     RosbagSource,

@@ -221,8 +221,8 @@ def evaluate_bag(
     ``labels``: a :class:`rsee_ros.data.rosbag.BagLabels` to score windows; ``writer``: a
     :class:`ResultWriter` receiving every result.
     """
+    from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
     from rsee_ros.pipeline.runner import FRAME_OUTCOMES
-    from rsee_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 
     out = BagEvaluation()
     reader = _open_reader(Path(bag))

@@ -39,7 +39,7 @@ from rosbags.highlevel import AnyReader
 
 from rsee_ros.data.records import BagWindow, VideoRecord, VideoSplit
 from rsee_ros.data.video import VideoDecodeError
-from rsee_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb  # numpy/cv2 only
+from rsee_ros.data.image_conversion import compressed_to_rgb, image_to_rgb  # numpy/cv2 only
 
 log = logging.getLogger(__name__)
 

@@ -50,14 +50,14 @@ from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
-from rsee_ros.pipeline.rejects import RejectCounter
-from rsee_ros.resources import DEMO_LABELS, ClipLabels, load_clip_labels
-from rsee_ros.ros.image_conversion import (
+from rsee_ros.data.image_conversion import (
     ImageConversionError,
     compressed_to_rgb,
     image_to_rgb,
     rgb_to_image_msg,
 )
+from rsee_ros.pipeline.rejects import RejectCounter
+from rsee_ros.resources import DEMO_LABELS, ClipLabels, load_clip_labels
 
 NODE_NAME = "video_source"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
