@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -34,6 +36,7 @@ from rsee_ros.data import (
 from rsee_ros.data import video as video_mod
 from rsee_ros.data.synthetic import write_video
 
+REPO = Path(__file__).resolve().parents[1]
 H, W, N = 24, 32, 10  # tiny videos: 32x24, 10 frames
 SIZE, T = 32, 4  # model resolution and frames per clip in these tests
 
@@ -55,6 +58,24 @@ def write_clip(path: Path, n: int = N) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = "mpeg4" if path.suffix == ".avi" else "libx264"
     write_video(path, frames_with_ids(n), fps=10, codec=codec)
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_package_names_load_on_first_use() -> None:
+    """A module of the package loads without the others; every exported name resolves."""
+    code = (
+        "import sys, rsee_ros.data as data, rsee_ros.data.video, rsee_ros.data.image_conversion\n"
+        "assert 'torch' not in sys.modules, 'a light module loaded torch'\n"
+        "names = {n: getattr(data, n) for n in data.__all__}\n"
+        "assert names['VideoDataset'].__module__ == 'rsee_ros.data.datasets'\n"
+        "assert 'torch' in sys.modules and set(names) <= set(dir(data))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 # --------------------------------------------------------------------------- video decoding
