@@ -23,8 +23,10 @@ from rsee_ros.data import (
     cache_dataset,
     count_frames,
     eval_transform,
+    iter_frames,
     load_bag_labels,
     load_split,
+    probe_video,
     read_class_folders,
     read_frames,
     read_hmdb51,
@@ -104,6 +106,30 @@ def test_opencv_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(video_mod, "_pyav_info", broken)
     assert count_frames(path) == N
     assert [frame_id(f) for f in read_frames(path, [2, 5])] == [2, 5]
+
+
+def test_opencv_decodes_when_pyav_is_missing(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "clip.mp4"
+    write_clip(path)
+    with_pyav = list(iter_frames(path))
+    monkeypatch.setattr(video_mod, "av", None)  # as on a ROS install without `pip install av`
+    info = probe_video(path, count_frames=False)
+    assert (info.fps, info.width, info.height) == (10.0, W, H)
+    assert count_frames(path) == N
+    assert [frame_id(f) for f in read_frames(path, [2, 5])] == [2, 5]
+    without = list(iter_frames(path))
+    assert [frame_id(f) for f in without] == list(range(N)) == [frame_id(f) for f in with_pyav]
+
+
+def test_iter_frames_names_each_decoder_that_failed(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 50)
+    with pytest.raises(VideoDecodeError, match="broken.mp4") as err:
+        next(iter_frames(bad))
+    assert "_pyav_iter" in err.value.reason and "_cv2_iter" in err.value.reason
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        next(iter_frames(tmp_path / "missing.mp4"))
 
 
 def test_corrupt_file_names_itself(tmp_path: Path) -> None:
