@@ -13,7 +13,7 @@ import yaml
 
 from rsee_ros.cli import main as rsee_main
 from rsee_ros.commands.eval_bag import evaluate_bag, node_parameters
-from rsee_ros.data.rosbag import load_bag_labels
+from rsee_ros.data.bag import load_bag_labels
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
 from rsee_ros.pipeline.runner import FRAME_OUTCOMES, PipelineSettings, RecognitionPipeline
 

@@ -382,7 +382,7 @@ class ResultWriter:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the bag, print a summary, write the JSON / bag."""
-    from rsee_ros.data.rosbag import find_label_file, load_bag_labels
+    from rsee_ros.data.bag import find_label_file, load_bag_labels
     from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
     from rsee_ros.pipeline.runner import RecognitionPipeline
     from rsee_ros.resources import DEFAULT_CHECKPOINT

@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         ("BagLabels", "LabelSegment", "find_label_file", "image_topics", "load_bag_labels",
          "read_bag_frames"),
-        "rosbag",
+        "bag",
     ),
     "sample_indices": "sampling",
     **dict.fromkeys(
