@@ -241,7 +241,7 @@ def _resolve_targets(
 def bench_frames(source: str, count: int) -> list[np.ndarray]:
     """The first ``count`` frames ``video_source`` publishes for ``source:=<source>`` with
     ``loop:=true`` (defaults otherwise), as (H, W, 3) uint8 RGB."""
-    from rsee_ros.ros.video_source import SyntheticClips, VideoFileSource
+    from rsee_ros.data.sources import SyntheticClips, VideoFileSource
 
     if source == "demo":
         from rsee_ros.resources import DEMO_LABELS, load_clip_labels
