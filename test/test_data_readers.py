@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,13 +18,18 @@ import pytest
 import torch
 
 from rsee_ros.data import (
+    BagWindow,
     VideoDataset,
     VideoDecodeError,
     cache_dataset,
     count_frames,
     eval_transform,
+    image_topics,
+    iter_frames,
     load_bag_labels,
     load_split,
+    probe_video,
+    read_bag_frames,
     read_class_folders,
     read_frames,
     read_hmdb51,
@@ -32,8 +39,10 @@ from rsee_ros.data import (
     sample_indices,
 )
 from rsee_ros.data import video as video_mod
+from rsee_ros.data.bag import DESERIALIZE_FAILED, Bag, BagError
 from rsee_ros.data.synthetic import write_video
 
+REPO = Path(__file__).resolve().parents[1]
 H, W, N = 24, 32, 10  # tiny videos: 32x24, 10 frames
 SIZE, T = 32, 4  # model resolution and frames per clip in these tests
 
@@ -55,6 +64,24 @@ def write_clip(path: Path, n: int = N) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = "mpeg4" if path.suffix == ".avi" else "libx264"
     write_video(path, frames_with_ids(n), fps=10, codec=codec)
+
+
+# --------------------------------------------------------------------------- the package
+
+
+def test_package_names_load_on_first_use() -> None:
+    """A module of the package loads without the others; every exported name resolves."""
+    code = (
+        "import sys, rsee_ros.data as data, rsee_ros.data.video, rsee_ros.data.image_conversion\n"
+        "assert 'torch' not in sys.modules, 'a light module loaded torch'\n"
+        "names = {n: getattr(data, n) for n in data.__all__}\n"
+        "assert names['VideoDataset'].__module__ == 'rsee_ros.data.datasets'\n"
+        "assert 'torch' in sys.modules and set(names) <= set(dir(data))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
 # --------------------------------------------------------------------------- video decoding
@@ -83,6 +110,30 @@ def test_opencv_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(video_mod, "_pyav_info", broken)
     assert count_frames(path) == N
     assert [frame_id(f) for f in read_frames(path, [2, 5])] == [2, 5]
+
+
+def test_opencv_decodes_when_pyav_is_missing(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "clip.mp4"
+    write_clip(path)
+    with_pyav = list(iter_frames(path))
+    monkeypatch.setattr(video_mod, "av", None)  # as on a ROS install without `pip install av`
+    info = probe_video(path, count_frames=False)
+    assert (info.fps, info.width, info.height) == (10.0, W, H)
+    assert count_frames(path) == N
+    assert [frame_id(f) for f in read_frames(path, [2, 5])] == [2, 5]
+    without = list(iter_frames(path))
+    assert [frame_id(f) for f in without] == list(range(N)) == [frame_id(f) for f in with_pyav]
+
+
+def test_iter_frames_names_each_decoder_that_failed(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"this is not a video" * 50)
+    with pytest.raises(VideoDecodeError, match="broken.mp4") as err:
+        next(iter_frames(bad))
+    assert "_pyav_iter" in err.value.reason and "_cv2_iter" in err.value.reason
+    with pytest.raises(VideoDecodeError, match="no such file"):
+        next(iter_frames(tmp_path / "missing.mp4"))
 
 
 def test_corrupt_file_names_itself(tmp_path: Path) -> None:
@@ -306,8 +357,15 @@ def test_class_folders_split_file_and_class_order(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- rosbag2
 
 
-def write_bag(path: Path, storage: str, n: int = 30, compressed: bool = False) -> None:
-    """A bag with n frames at 10 Hz on /cam (frame id in the pixels) and one /other topic."""
+def write_bag(path: Path, storage: str, n: int = 30, compressed: bool = False,
+              broken: dict[int, str] | None = None) -> None:
+    """A bag with n frames at 10 Hz on /cam (frame id in the pixels) and one /other topic.
+
+    ``broken``: frame index -> what is wrong with it (``encoding``: bayer_rggb8, ``size``: data
+    one byte short, ``junk``: bytes that do not deserialise, ``png``: compressed data that is not
+    an image).
+    """
+    broken = broken or {}
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -331,11 +389,94 @@ def write_bag(path: Path, storage: str, n: int = 30, compressed: bool = False) -
             rgb = frames[i % 13]
             if compressed:
                 ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-                msg = Compressed(header, "png", np.frombuffer(png.tobytes(), np.uint8))
+                data = b"not a png" if broken.get(i) == "png" else png.tobytes()
+                msg = Compressed(header, "png", np.frombuffer(data, np.uint8))
             else:
-                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-                msg = Image(header, H, W, "bgr8", 0, W * 3, bgr.reshape(-1))
-            writer.write(cam, stamp, store.serialize_cdr(msg, msgtype))
+                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).reshape(-1)
+                encoding = "bayer_rggb8" if broken.get(i) == "encoding" else "bgr8"
+                data = bgr[:-1] if broken.get(i) == "size" else bgr
+                msg = Image(header, H, W, encoding, 0, W * 3, data)
+            raw = store.serialize_cdr(msg, msgtype)
+            writer.write(cam, stamp, b"\x00\x01\x00\x00junk" if broken.get(i) == "junk" else raw)
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_bag_opens_its_folder_or_storage_file(tmp_path: Path, storage: str) -> None:
+    bag = tmp_path / f"bag_{storage}"
+    write_bag(bag, storage, n=5, compressed=storage == "mcap")
+    msgtype = "sensor_msgs/msg/" + ("CompressedImage" if storage == "mcap" else "Image")
+    (storage_file,) = [p for p in bag.iterdir() if p.suffix in (".mcap", ".db3")]
+    for path in (bag, storage_file):
+        with Bag(path) as b:
+            assert b.image_topics == {"/cam": msgtype} and b.message_count("/cam") == 5
+            assert b.choose_topic() == "/cam" and b.start_ns == 1_700_000_000 * 10**9
+            assert b.duration_ns == 900_000_001  # /other at 0 s, frames 0.5 .. 0.9 s
+            frames, start = list(b.frames(["/cam"])), b.start_ns
+    assert [f.stamp_ns - start for f in frames] == [5 * 10**8 + i * 10**8 for i in range(5)]
+    assert [frame_id(f.rgb) for f in frames] == list(range(5))
+    assert {f.frame_id for f in frames} == {"cam"} and not any(f.error for f in frames)
+    assert image_topics(bag) == {"/cam": msgtype}
+
+
+def test_bag_errors_name_the_image_topics(tmp_path: Path) -> None:
+    with pytest.raises(BagError, match="cannot open rosbag"):
+        Bag(tmp_path / "missing")
+    with pytest.raises(BagError, match="cannot open rosbag"):
+        Bag(tmp_path)  # a folder, not a bag
+    bag = tmp_path / "bag"
+    write_bag(bag, "sqlite3", n=2)
+    with Bag(bag) as b:
+        with pytest.raises(BagError, match=r"no image topic /other .* carries std_msgs/msg/Str"
+                           r"ing, not images; image topics: /cam$"):
+            b.choose_topic("/other")
+        with pytest.raises(BagError, match=r"no image topic /nope .*is not in it.*: /cam$"):
+            b.choose_topics(["/cam", "/nope"])
+    (tmp_path / "labels.csv").write_text("label\nwave\n")
+    with pytest.raises(ValueError, match="no image topic /nope"):  # BagError is a ValueError
+        read_rosbag(bag, tmp_path / "labels.csv", topic="/nope")
+
+
+def test_bag_chooses_among_several_image_topics_only_when_asked(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.LATEST)
+    bag = tmp_path / "two"
+    with Writer(bag, version=9) as writer:
+        for topic in ("/cam_b/image", "/cam_a/image"):
+            writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=store)
+    with Bag(bag) as b:
+        assert list(b.image_topics) == ["/cam_a/image", "/cam_b/image"]
+        with pytest.raises(BagError, match="several image topics, name one: /cam_a/image, /cam_b"):
+            b.choose_topic()
+        assert b.choose_topic(first_by_name=True) == "/cam_a/image"
+        assert b.choose_topic("/cam_b/image") == "/cam_b/image"
+    with Writer(tmp_path / "none", version=9) as writer:
+        writer.add_connection("/text", "std_msgs/msg/String", typestore=store)
+    with Bag(tmp_path / "none") as b, pytest.raises(BagError, match="no Image/CompressedImage"):
+        b.choose_topic(first_by_name=True)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_bag_frames_carry_each_reject_with_its_reason(tmp_path: Path, compressed: bool) -> None:
+    broken = {1: "junk", 3: "png"} if compressed else {1: "junk", 2: "encoding", 4: "size"}
+    bag = tmp_path / "bag"
+    write_bag(bag, "mcap", n=6, compressed=compressed, broken=broken)
+    with Bag(bag) as b:
+        frames = list(b.frames(["/cam"]))
+    assert len(frames) == 6  # every message, decoded or rejected
+    reasons = {i: f.error.reason for i, f in enumerate(frames) if f.error is not None}
+    expected = {"junk": DESERIALIZE_FAILED, "png": "decode_failed",
+                "encoding": "unsupported_encoding", "size": "size_mismatch"}
+    assert reasons == {i: expected[what] for i, what in broken.items()}
+    for i, f in enumerate(frames):
+        assert (f.rgb is None) == (i in broken) and f.stamp_ns == f.log_ns  # stamps = log times
+        if f.rgb is not None:
+            assert frame_id(f.rgb) == i
+    window = BagWindow("/cam", frames[0].log_ns, frames[-1].log_ns, 6)
+    with pytest.raises(VideoDecodeError, match=DESERIALIZE_FAILED):  # a data set skips it
+        read_bag_frames(bag, window, [0, 1])
+    assert frame_id(read_bag_frames(bag, window, [5])[0]) == 5  # frames not asked: not decoded
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])

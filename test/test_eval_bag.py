@@ -4,6 +4,7 @@ and the same frames through the live node give the same results."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import torch
 import yaml
 
 from rsee_ros.cli import main as rsee_main
-from rsee_ros.commands.eval_bag import evaluate_bag, node_parameters
-from rsee_ros.data.rosbag import load_bag_labels
+from rsee_ros.commands.eval_bag import node_parameters
+from rsee_ros.data.bag import load_bag_labels
+from rsee_ros.evaluation.bag_eval import evaluate_bag
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
 from rsee_ros.pipeline.runner import FRAME_OUTCOMES, PipelineSettings, RecognitionPipeline
 
@@ -68,7 +70,7 @@ def _write_bag(path: Path, storage: str) -> Path:
 @pytest.fixture(scope="module", params=["sqlite3", "mcap"])
 def bag(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = _write_bag(tmp_path_factory.mktemp("bags") / f"bag_{request.param}", request.param)
-    # Bag label format of rsee_ros.data.rosbag: times from the bag start.
+    # Bag label format of rsee_ros.data.bag: times from the bag start.
     (path / "labels.yaml").write_text(yaml.safe_dump({"segments": [
         {"start": 0.0, "end": 0.55, "label": "wave"},
         {"start": 0.55, "end": 1.0, "label": "clap"},
@@ -161,6 +163,11 @@ def test_cli_errors(tmp_path: Path, checkpoint: Path, bag: Path, capsys) -> None
     assert rsee_main(["eval-bag", str(bag), "--checkpoint", str(checkpoint), "--topic",
                       "/other", "--no-labels", "--quiet"]) == 2
     assert "no image topic" in capsys.readouterr().err
+    not_a_bag = tmp_path / "not_a_bag"
+    not_a_bag.mkdir()
+    assert rsee_main(["eval-bag", str(not_a_bag), "--checkpoint", str(checkpoint),
+                      "--no-labels", "--quiet"]) == 2
+    assert "cannot open rosbag" in capsys.readouterr().err
     assert rsee_main(["eval-bag", str(bag), "--checkpoint", str(checkpoint),
                       "--max-resolution", "8", "--quiet"]) == 2
 
@@ -172,26 +179,59 @@ def test_node_parameters_from_the_shipped_config() -> None:
     assert fields <= set(params)  # every pipeline setting is in the config file
 
 
+def _spin_until(executor, until, timeout: float = 120.0) -> bool:
+    """Spin until ``until()`` holds (True) or ``timeout`` passed (False: the failure bound)."""
+    end = time.monotonic() + timeout
+    while not until() and time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+    return until()
+
+
 @pytest.mark.ros
 def test_live_node_gives_the_same_results(bag: Path, checkpoint: Path, ros_context) -> None:
     pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
+    import rclpy
+    from builtin_interfaces.msg import Time
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-    from test_node import Harness, _stamp
 
-    from rsee_ros.ros.image_conversion import rgb_to_image_msg
+    from rsee_ros.data.image_conversion import rgb_to_image_msg
+    from rsee_ros.data.stamps import split_ns
+    from rsee_ros.msg import ActionRecognition
+    from rsee_ros.ros.node import RseeNode
 
     pipe = RecognitionPipeline(checkpoint, settings=PipelineSettings(**SETTINGS))
     from_bag = evaluate_bag(bag, pipe, [TOPIC]).windows
-    h = Harness(ros_context, checkpoint, {TOPIC: Image}, **SETTINGS)
+    params = {"checkpoint": str(checkpoint), "image_topics": [TOPIC], "qos_reliability": "reliable",
+              "qos_depth": 100, "queue_size": 100, **SETTINGS}
+    node = RseeNode(context=ros_context,
+                    parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    io = rclpy.create_node("rsee_test_io", context=ros_context)
+    reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+    camera = io.create_publisher(Image, TOPIC, reliable)
+    live: list = []
+    results = io.create_subscription(ActionRecognition, "/rsee_node/actions", live.append,
+                                     reliable)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(io)
     try:
+        assert _spin_until(executor, lambda: camera.get_subscription_count() > 0
+                           and results.get_publisher_count() > 0)
         for i, (rgb, t) in enumerate(zip(_frames(), _stamps(), strict=True)):
-            msg = rgb_to_image_msg(rgb, "rgb8", Header(stamp=_stamp(t), frame_id="cam"))
+            sec, nanosec = split_ns(round(t * 1e9))
+            header = Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id="cam")
+            msg = rgb_to_image_msg(rgb, "rgb8", header)
             if i == BAD:
                 msg.encoding = "bayer_rggb8"
-            h.publish_msg(TOPIC, msg)
-        live = list(h.results)
-        assert h.node.rejects.counts == {"unsupported_encoding": 1}
+            camera.publish(msg)
+            # the next frame only after this one went through and its results arrived
+            assert _spin_until(executor, lambda n=i + 1: node.frames_received == n
+                               and node.idle() and len(live) == node.results_published)
+        assert node.rejects.counts == {"unsupported_encoding": 1}
         # The bag's last windows end at its end (flush); the live stream is still open.
         ended_live = [w for w in from_bag if w["end_reason"] != "end_of_stream"]
         assert len(live) == len(ended_live)
@@ -203,4 +243,6 @@ def test_live_node_gives_the_same_results(bag: Path, checkpoint: Path, ros_conte
             assert msg.window_start.sec * 10**9 + msg.window_start.nanosec == w["first_stamp_ns"]
             assert msg.frames_processed == w["frames_processed"]
     finally:
-        h.close()
+        executor.shutdown()
+        node.destroy_node()
+        io.destroy_node()

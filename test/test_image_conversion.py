@@ -1,4 +1,4 @@
-"""Tests of rsee_ros.ros.image_conversion and rsee_ros.pipeline.rejects."""
+"""Tests of rsee_ros.data.image_conversion and rsee_ros.pipeline.rejects."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rsee_ros.pipeline.rejects import RejectCounter
-from rsee_ros.ros.image_conversion import (
+from rsee_ros.data.image_conversion import (
     DECODE_FAILED,
     EMPTY,
     ENCODINGS,
@@ -25,6 +24,7 @@ from rsee_ros.ros.image_conversion import (
     image_to_rgb,
     rgb_to_image_msg,
 )
+from rsee_ros.pipeline.rejects import RejectCounter
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 6, 8
@@ -230,7 +230,7 @@ def test_bad_compressed_raise_reason(data: bytes, fmt: str, reason: str) -> None
 def test_module_imports_without_ros_message_packages() -> None:
     code = (
         "import sys; sys.modules['sensor_msgs'] = None; sys.modules['std_msgs'] = None\n"
-        "import rsee_ros.ros.image_conversion as m, numpy as np, types\n"
+        "import rsee_ros.data.image_conversion as m, numpy as np, types\n"
         "msg = m.rgb_to_image_msg(np.zeros((2, 2, 3), np.uint8), msg_cls=types.SimpleNamespace)\n"
         "assert m.image_to_rgb(msg).shape == (2, 2, 3)\n"
     )

@@ -35,11 +35,11 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
+from rsee_ros.data.image_conversion import rgb_to_image_msg  # noqa: E402
 from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint  # noqa: E402
 from rsee_ros.msg import ActionRecognition, LabelInfo, RseeStatus  # noqa: E402
 from rsee_ros.pipeline.runner import PipelineSettings, RecognitionPipeline  # noqa: E402
 from rsee_ros.resources import DEMO_LABELS, load_clip_labels  # noqa: E402
-from rsee_ros.ros.image_conversion import rgb_to_image_msg  # noqa: E402
 from rsee_ros.ros.node import RseeNode, StartupError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -117,3 +117,33 @@ def test_texture_is_fine_detail() -> None:
         back = F.resize(small, [224, 224], antialias=True)
         lo = (back - F.gaussian_blur(back, [5, 5], [1.5, 1.5])).abs().mean()
         assert hi > 3 * lo
+
+
+def test_command_lines_take_their_defaults_from_the_config() -> None:
+    """``rsee make-dataset`` and ``python -m rsee_ros.data.synthetic`` default to
+    :class:`SyntheticConfig`, except make-dataset's frame size: the default model's set (128)."""
+    import argparse
+    import dataclasses
+    import inspect
+
+    from rsee_ros.commands import make_dataset
+    from rsee_ros.data import synthetic
+
+    config = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
+    generator = argparse.ArgumentParser()
+    synthetic.add_arguments(generator)
+    command = argparse.ArgumentParser()
+    make_dataset.add_arguments(command)
+    from_generator = vars(generator.parse_args([]))
+    from_command = vars(command.parse_args(["synthetic", "--out", "x"]))
+    shared = set(from_generator) & set(config)
+    assert shared >= {"seed", "num_classes", "videos_per_class", "frames_per_video", "size",
+                      "fps", "train_fraction", "background_video"}
+    assert {k: from_generator[k] for k in shared} == {k: config[k] for k in shared}
+    assert from_generator["size"] == 224
+    assert {k: from_command[k] for k in shared} == {**{k: config[k] for k in shared},
+                                                    "size": synthetic.DEFAULT_MODEL_FRAME_SIZE}
+    assert synthetic.DEFAULT_MODEL_FRAME_SIZE == 128
+    signature = inspect.signature(make_synthetic_dataset).parameters
+    assert {k: signature[k].default for k in shared if k in signature} == {
+        k: config[k] for k in shared if k in signature}

@@ -1,4 +1,5 @@
-"""Tests of the video_source node (rsee_ros.ros.video_source) and its frame sources."""
+"""Tests of the video_source node (rsee_ros.ros.video_source); its frame sources (no ROS):
+test_sources.py."""
 
 from __future__ import annotations
 
@@ -29,20 +30,10 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from rsee_ros.data.image_conversion import image_to_rgb  # noqa: E402
+from rsee_ros.data.sources import SourceError, SyntheticClips  # noqa: E402
 from rsee_ros.data.synthetic import CLASS_NAMES  # noqa: E402
-from rsee_ros.pipeline.rejects import RejectCounter  # noqa: E402
-from rsee_ros.resources import DEMO_LABELS, load_clip_labels  # noqa: E402
-from rsee_ros.ros.image_conversion import image_to_rgb  # noqa: E402
-from rsee_ros.ros.video_source import (  # noqa: E402
-    ImageFolderSource,
-    RosbagSource,
-    SourceError,
-    SyntheticClips,
-    VideoFileSource,
-    VideoSource,
-    detect_source_type,
-    resize_to_width,
-)
+from rsee_ros.ros.video_source import VideoSource, resize_to_width  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 _DOMAINS = itertools.count(100 + (os.getpid() % 25) * 4)  # 4 ids per test process, 100..199
@@ -59,7 +50,7 @@ def _topic(name: str) -> str:
     return f"/rsee_test_{os.getpid()}/{name}"
 
 
-# Fixtures: files of each source kind -------------------------------------------------------------
+# A bag to replay ---------------------------------------------------------------------------------
 
 
 def _frame(i: int, w: int = 64, h: int = 48) -> np.ndarray:
@@ -69,213 +60,30 @@ def _frame(i: int, w: int = 64, h: int = 48) -> np.ndarray:
     return img
 
 
-def _write_video(path: Path, n: int = 10, fps: int = 25) -> Path:
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(_frame(i), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def _write_bag(path: Path) -> Path:
-    """A bag with /cam/raw (3 rgb8 Images) and /cam/compressed (3 PNGs and 1 broken one)."""
+@pytest.fixture(scope="module")
+def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """/cam/compressed: 3 PNGs stamped 10.0, 10.5 and 11.0 s, then a broken one."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
+    path = tmp_path_factory.mktemp("media") / "bag"
     ts = get_typestore(Stores.LATEST)
-    img_t, comp_t = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CompressedImage"]
-    header_t, time_t = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+    comp_t, header_t = ts.types["sensor_msgs/msg/CompressedImage"], ts.types["std_msgs/msg/Header"]
+    time_t = ts.types["builtin_interfaces/msg/Time"]
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
-        raw = writer.add_connection("/cam/raw", img_t.__msgtype__, typestore=ts)
         comp = writer.add_connection("/cam/compressed", comp_t.__msgtype__, typestore=ts)
         for i in range(4):
             sec, nsec = 10 + i // 2, (i % 2) * 500_000_000
+            bgr = cv2.cvtColor(_frame(i), cv2.COLOR_RGB2BGR)
+            png = cv2.imencode(".png", bgr)[1].reshape(-1) if i < 3 else np.frombuffer(
+                b"not a png", np.uint8)
             header = header_t(stamp=time_t(sec=sec, nanosec=nsec), frame_id="bag_cam")
-            t_ns = sec * 10**9 + nsec
-            if i < 3:
-                rgb = _frame(i)
-                msg = img_t(
-                    header=header,
-                    height=48,
-                    width=64,
-                    encoding="rgb8",
-                    is_bigendian=0,
-                    step=64 * 3,
-                    data=rgb.reshape(-1),
-                )
-                writer.write(raw, t_ns, ts.serialize_cdr(msg, img_t.__msgtype__))
-                png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].reshape(-1)
-            else:
-                png = np.frombuffer(b"not a png", np.uint8)  # rejected, skipped
-            cmsg = comp_t(header=header, format="png", data=png)
-            writer.write(comp, t_ns + 1, ts.serialize_cdr(cmsg, comp_t.__msgtype__))
+            msg = comp_t(header=header, format="png", data=png)
+            writer.write(comp, sec * 10**9 + nsec, ts.serialize_cdr(msg, comp_t.__msgtype__))
     return path
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("media")
-    images = root / "images"
-    images.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(images / f"{i:03d}.png"), cv2.cvtColor(_frame(i), cv2.COLOR_RGB2BGR))
-    (images / "002b.jpg").write_bytes(b"broken")  # sorted between 002 and nothing: skipped
-    (images / "notes.txt").write_text("not an image")
-    return {
-        "video": _write_video(root / "clip.mp4"),
-        "images": images,
-        "bag": _write_bag(root / "bag"),
-    }
-
-
-# Frame sources without ROS -----------------------------------------------------------------------
-
-
-def test_synthetic_clips() -> None:
-    src = SyntheticClips(32, clip_frames=4)
-    frames = list(src.frames())
-    assert len(frames) == 4 * 12
-    assert [f.label for f in frames[::4]] == list(CLASS_NAMES[:12])
-    assert [f.new_clip for f in frames[:5]] == [True, False, False, False, True]
-    assert all(f.rgb.shape == (32, 32, 3) and f.rgb.dtype == np.uint8 for f in frames)
-    # The data set generator's frames: video 0 of each class with the same seed.
-    from rsee_ros.data.synthetic import SyntheticConfig, render_video
-
-    cfg = SyntheticConfig(seed=0, frames_per_video=4, size=32)
-    rng = np.random.default_rng(np.random.SeedSequence([0, 3, 0]))
-    np.testing.assert_array_equal(frames[12].rgb, render_video(CLASS_NAMES[3], rng, cfg)[0][0])
-    # A second pass (a loop) shows the next video of each class.
-    again = list(src.frames())
-    assert not np.array_equal(again[0].rgb, frames[0].rgb)
-    np.testing.assert_array_equal(SyntheticClips(32, 4).render("grow", 1), np.stack(
-        [f.rgb for f in again[:4]]))
-    one = SyntheticClips(32, clip_frames=4, action="shrink", num_classes=10)
-    assert [f.label for f in one.frames()] == ["shrink"] * 4
-    with pytest.raises(SourceError):
-        SyntheticClips(action="jump")
-    with pytest.raises(SourceError):
-        SyntheticClips(action="rotate_cw", num_classes=12)  # class 13 of 14
-    with pytest.raises(SourceError):
-        SyntheticClips(16)
-
-
-def test_synthetic_class_range_matches_the_generator() -> None:
-    from rsee_ros.data.synthetic import MIN_CLASSES
-    from rsee_ros.ros.video_source import SYNTHETIC_CLASS_RANGE
-
-    assert SYNTHETIC_CLASS_RANGE == (MIN_CLASSES, len(CLASS_NAMES))
-
-
-def test_demo_clip_with_labels() -> None:
-    labels = load_clip_labels(DEMO_LABELS)
-    assert detect_source_type("demo") == "video"
-    src = VideoFileSource(labels.video, labels)
-    frames = list(src.frames())
-    assert len(frames) == labels.clips[-1].end == 192 and src.fps == 8.0
-    assert frames[0].rgb.shape == (128, 128, 3)
-    starts = [i for i, f in enumerate(frames) if f.new_clip]
-    assert starts == [c.start for c in labels.clips]
-    assert [frames[c.start].label for c in labels.clips] == [c.label for c in labels.clips]
-    assert {c.label for c in labels.clips} == set(labels.classes)
-    # The clip shows the classes of the packaged default model, in its label order.
-    from rsee_ros.model import load_checkpoint
-    from rsee_ros.resources import DEFAULT_CHECKPOINT
-
-    assert list(labels.classes) == load_checkpoint(DEFAULT_CHECKPOINT).class_names
-    assert DEMO_LABELS.stat().st_size + labels.video.stat().st_size < 300_000
-
-
-def test_default_model_recognises_the_held_out_demo_clips() -> None:
-    """The packaged model through the node's pipeline (default settings), clip by clip: the
-    clips are held out from training (another seed), so this checks the shipped weights."""
-    from rsee_ros.pipeline.runner import RecognitionPipeline
-    from rsee_ros.resources import DEFAULT_CHECKPOINT
-
-    labels = load_clip_labels(DEMO_LABELS)
-    frames = list(VideoFileSource(labels.video, labels).frames())
-    pipeline = RecognitionPipeline(DEFAULT_CHECKPOINT, device="cpu")
-    predicted, truth = [], []
-    for number, clip in enumerate(labels.clips):
-        for index in range(clip.start, clip.end):
-            # a 2 s pause between clips (max_gap_s is 1 s): every clip is its own video
-            stamp = index / labels.fps + 2.0 * number
-            for result in pipeline.push("demo", stamp, frames[index].rgb):
-                predicted.append(result.label)
-                truth.append(clip.label)
-        predicted += [r.label for r in pipeline.flush()]
-        truth += [clip.label] * (len(predicted) - len(truth))
-    assert len(predicted) == len(labels.clips)  # one window per clip
-    correct = sum(p == t for p, t in zip(predicted, truth, strict=True))
-    assert correct >= 9, list(zip(truth, predicted, strict=True))  # 12 clips; test split: 89%
-
-
-def test_video_file_source(media: dict[str, Path], tmp_path: Path) -> None:
-    src = VideoFileSource(media["video"])
-    assert src.fps == 25.0
-    frames = list(src.frames())
-    assert len(frames) == 10 and [f.new_clip for f in frames[:2]] == [True, False]
-    assert frames[0].rgb.shape == (48, 64, 3)
-    assert abs(int(frames[3].rgb[40, 60, 0]) - 120) < 12  # red ramp survives the codec
-    src._av = None  # the OpenCV fallback reads the same frames
-    cv_frames = list(src.frames())
-    assert len(cv_frames) == 10 and cv_frames[0].new_clip
-    assert np.abs(cv_frames[3].rgb.astype(int) - frames[3].rgb).mean() < 4
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(b"garbage" * 50)
-    for path in (bad, tmp_path / "missing.mp4"):
-        with pytest.raises(SourceError):
-            VideoFileSource(path)
-
-
-def test_image_folder_source(media: dict[str, Path]) -> None:
-    rejects = RejectCounter(None)
-    src = ImageFolderSource(media["images"], rejects)
-    frames = list(src.frames())
-    assert len(frames) == 3 and rejects.counts == {"decode_failed": 1}
-    np.testing.assert_array_equal(frames[1].rgb, _frame(1))
-    assert frames[0].new_clip and not frames[1].new_clip and src.fps is None
-    single = ImageFolderSource(media["images"] / "001.png")
-    assert len(list(single.frames())) == 1
-    with pytest.raises(SourceError):
-        ImageFolderSource(media["video"].parent / "nothing_here")
-
-
-def test_rosbag_source(media: dict[str, Path]) -> None:
-    rejects = RejectCounter(None)
-    src = RosbagSource(media["bag"], rejects=rejects)  # first image topic by name
-    assert src.topic == "/cam/compressed" and src.image_topics == ["/cam/compressed", "/cam/raw"]
-    frames = list(src.frames())
-    assert len(frames) == 3 and rejects.counts == {"decode_failed": 1}
-    assert [f.stamp_ns for f in frames] == [10_000_000_000, 10_500_000_000, 11_000_000_000]
-    np.testing.assert_array_equal(frames[2].rgb, _frame(2))
-    src.close()
-    raw = RosbagSource(next(media["bag"].glob("*.mcap")), topic="/cam/raw")  # the file itself
-    frames = list(raw.frames())
-    assert len(frames) == 3 and frames[0].new_clip
-    np.testing.assert_array_equal(frames[1].rgb, _frame(1))
-    # The mean rate over the bag's duration (1.5 s here, set by the other topic's last message).
-    assert raw.fps == pytest.approx(2 / 1.5, rel=1e-3)
-    raw.close()
-    with pytest.raises(SourceError, match="no image topic"):
-        RosbagSource(media["bag"], topic="/nope")
-
-
-def test_detect_source_type_and_resize(media: dict[str, Path]) -> None:
-    assert detect_source_type("synthetic") == detect_source_type("") == "synthetic"
-    assert detect_source_type(str(media["video"])) == "video"
-    assert detect_source_type(str(media["images"])) == "images"
-    assert detect_source_type(str(media["images"] / "000.png")) == "images"
-    assert detect_source_type(str(media["bag"])) == "rosbag"
-    assert detect_source_type(str(next(media["bag"].glob("*.mcap")))) == "rosbag"
-    with pytest.raises(SourceError):
-        detect_source_type("/no/such/file.mp4")
+def test_resize_to_width() -> None:
     img = _frame(0, 64, 48)
     assert resize_to_width(img, 0) is img and resize_to_width(img, 64) is img
     assert resize_to_width(img, 32).shape == (24, 32, 3)
@@ -415,16 +223,22 @@ def test_node_parameters(ctx: rclpy.Context) -> None:
         assert node._image_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
     finally:
         node.destroy_node()
-    node = _source(ctx, topic=_topic("params"), qos_reliability="best_effort", qos_depth=2)
+    node = _source(ctx, topic=_topic("params"), qos_reliability="best_effort", qos_depth=2,
+                   duration_s=2, clip_pause_s=1)  # integers for the seconds parameters
     try:
         qos = node._image_pub.qos_profile
         assert (qos.reliability, qos.depth) == (ReliabilityPolicy.BEST_EFFORT, 2)
+        assert (node._duration_s, node._clip_pause_s) == (2.0, 1.0)
+        assert isinstance(node._duration_s, float) and isinstance(node._clip_pause_s, float)
+        latched = node._label_pub.qos_profile
+        assert (latched.durability, latched.depth) == (DurabilityPolicy.TRANSIENT_LOCAL, 1)
     finally:
         node.destroy_node()
     with pytest.raises(SourceError):
         _source(ctx, topic=_topic("params"), qos_reliability="sometimes")
-    with pytest.raises(SourceError):
-        _source(ctx, topic=_topic("params"), duration_s=-1)
+    for name in ("duration_s", "clip_pause_s"):
+        with pytest.raises(SourceError, match=name):
+            _source(ctx, topic=_topic("params"), **{name: -1})
 
 
 @pytest.mark.ros
@@ -468,13 +282,13 @@ def test_node_loops_with_pause_and_repeats_label(ctx: rclpy.Context) -> None:
 
 
 @pytest.mark.ros
-def test_node_replays_rosbag_with_original_stamps(ctx: rclpy.Context, media: dict) -> None:
+def test_node_replays_rosbag_with_original_stamps(ctx: rclpy.Context, bag: Path) -> None:
     topic = _topic("bag")
     sink = _Sink(ctx, topic)
     node = _source(
         ctx,
         topic=topic,
-        source=str(media["bag"]),
+        source=str(bag),
         bag_topic="/cam/compressed",
         use_original_stamps=True,
         resize_width=32,

@@ -3,28 +3,15 @@
     rsee eval-bag BAG --topic /camera/image_raw --json out.json [--labels labels.yaml]
                   [--checkpoint model.pt] [--params config/rsee.yaml] [--write-bag OUT]
 
-The bag (sqlite3 or mcap, read with ``rosbags``) is replayed in recording order through the same
-:class:`~rsee_ros.pipeline.runner.RecognitionPipeline` the node uses, with the node's settings:
-defaults, then the ``rsee_node`` entries of a parameter file (``--params``), then the options
-given here. Frame stamps are the header stamps (the recording time when a stamp is zero, as the
-node uses its arrival time). Windows still open at the end of the bag are ended as
-``end_of_stream`` (reported if they processed a frame).
+The command: options, the node's settings (defaults, then the ``rsee_node`` entries of a
+parameter file, ``--params``, then the options given here), the printed summary, the JSON and
+the exit status (0, or 2 for bad input). The engine, replay, frame accounting and scoring, is
+:mod:`rsee_ros.evaluation.bag_eval`.
 
-Every image message is accounted for: ``frames`` in the JSON counts, per topic, the messages that
-went through the backbone (``processed``), were fed but skipped by the selector (``skipped``),
-came after every window holding them had exited (``after_exit``), were dropped by ``frame_step``
-(``not_kept``) or fell between windows (``between_windows``), and the ``rejected`` ones by
-reason (unsupported encoding, size mismatch, empty, decode or deserialisation failure).
-
-``--labels`` takes the bag label format of :mod:`rsee_ros.data.rosbag` (labelled time segments,
-YAML or CSV; looked up beside the bag when not given). A window is scored against the segment
-that holds its first frame if that segment also holds the last frame it used (by recording
-time); windows across a segment boundary or outside every segment are reported unscored.
-
-``--write-bag OUT`` writes the results as ``rsee_ros/msg/ActionRecognition`` on
-``--output-topic`` (default ``/rsee_node/actions``), plus the model's ``LabelInfo`` on
-``/rsee_node/label_info``, stamped at the frames' stamps, so ``ros2 bag play`` replays them
-(the custom types are registered from the package's ``msg/`` definitions).
+``--labels`` takes the bag label format of :mod:`rsee_ros.data.bag` (labelled time segments,
+YAML or CSV; looked up beside the bag when not given). ``--write-bag OUT`` writes the results as
+``rsee_ros/msg/ActionRecognition`` on ``--output-topic`` (default ``/rsee_node/actions``), plus
+the model's ``LabelInfo`` on ``/rsee_node/label_info``, so ``ros2 bag play`` replays them.
 """
 
 from __future__ import annotations
@@ -33,19 +20,13 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-DESERIALIZE_FAILED = "deserialize_failed"
-MSG_TYPES = ("ActionRecognition", "ActionRecognitionArray", "LabelInfo", "RseeStatus")
 NODE_PARAMS = (
     "window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
     "allowed_resolutions", "skip_enabled", "top_k",
@@ -66,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the results here")
     parser.add_argument("--labels", default=None,
-                        help="bag label file (YAML/CSV, see rsee_ros.data.rosbag; default: "
+                        help="bag label file (YAML/CSV, see rsee_ros.data.bag; default: "
                         "labels.yaml|csv in the bag folder or <bag>.labels.yaml beside it)")
     parser.add_argument("--no-labels", action="store_true", help="do not look for a label file")
     parser.add_argument("--write-bag", default=None, metavar="OUT",
@@ -130,259 +111,17 @@ def pipeline_settings(args: argparse.Namespace, params: dict[str, Any]) -> Any:
     return PipelineSettings(**values)
 
 
-# Message definitions -----------------------------------------------------------------------------
-
-
-def msg_dir() -> Path:
-    """The folder holding rsee_ros' .msg files (installed share/ or the source tree)."""
-    candidates = [Path(__file__).resolve().parents[2] / "msg"]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.insert(0, Path(get_package_share_directory("rsee_ros")) / "msg")
-    except Exception:  # noqa: BLE001 - no ament index (plain pip install): fall back
-        pass
-    candidates.append(Path(sys.prefix) / "share" / "rsee_ros" / "msg")
-    for folder in candidates:
-        if (folder / "ActionRecognition.msg").is_file():
-            return folder
-    raise FileNotFoundError("rsee_ros message definitions (msg/ActionRecognition.msg) not found")
-
-
-def typestore_with_rsee_types() -> Any:
-    """A rosbags typestore (latest ROS 2) with the rsee_ros messages registered."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.LATEST)
-    folder = msg_dir()
-    types: dict[str, Any] = {}
-    for name in MSG_TYPES:
-        types.update(get_types_from_msg((folder / f"{name}.msg").read_text(),
-                                        f"rsee_ros/msg/{name}"))
-    store.register(types)
-    return store
-
-
-# Evaluation --------------------------------------------------------------------------------------
-
-
-@dataclass
-class BagEvaluation:
-    """Results of :func:`evaluate_bag`."""
-
-    windows: list[dict[str, Any]] = field(default_factory=list)
-    frames: dict[str, dict[str, Any]] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """Totals over the windows and frames."""
-        n = len(self.windows)
-        scored = [w for w in self.windows if w.get("true_label") is not None]
-        correct = sum(bool(w["correct"]) for w in scored)
-        total_frames = sum(f["total"] for f in self.frames.values())
-
-        def mean(key: str) -> float:
-            return sum(w[key] for w in self.windows) / n if n else 0.0
-
-        return {
-            "windows": n,
-            "scored_windows": len(scored),
-            "accuracy": correct / len(scored) if scored else None,
-            "exited_early": sum(w["exited_early"] for w in self.windows),
-            "incomplete": sum(not w["complete"] for w in self.windows),
-            "mean_gflops": mean("gflops"),
-            "mean_uniform_gflops": mean("uniform_gflops"),
-            "mean_frames_processed": mean("frames_processed"),
-            "frames": total_frames,
-            "frames_per_second": total_frames / self.seconds if self.seconds > 0 else None,
-        }
-
-
-def _open_reader(bag: Path) -> Any:
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    if bag.is_file() and (bag.parent / "metadata.yaml").is_file():
-        bag = bag.parent
-    reader = AnyReader([bag], default_typestore=get_typestore(Stores.LATEST))
-    reader.open()
-    return reader
-
-
-def evaluate_bag(
-    bag: str | Path,
-    pipeline: Any,
-    topics: Sequence[str] | None = None,
-    labels: Any = None,
-    writer: Any = None,
-) -> BagEvaluation:
-    """Replay the image ``topics`` of ``bag`` through ``pipeline`` (a RecognitionPipeline).
-
-    ``labels``: a :class:`rsee_ros.data.rosbag.BagLabels` to score windows; ``writer``: a
-    :class:`ResultWriter` receiving every result.
-    """
-    from rsee_ros.pipeline.runner import FRAME_OUTCOMES
-    from rsee_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
-
-    out = BagEvaluation()
-    reader = _open_reader(Path(bag))
-    try:
-        images = {
-            c.topic: c.msgtype for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED)
-        }
-        if not topics:
-            if len(images) != 1:
-                raise ValueError(f"{bag}: name the image topic (--topic); the bag has "
-                                 f"{sorted(images) or 'no image topic'}")
-            topics = list(images)
-        missing = [t for t in topics if t not in images]
-        if missing:
-            raise ValueError(f"{bag}: no image topic {missing}; image topics: {sorted(images)}")
-        connections = [c for c in reader.connections if c.topic in topics]
-        bag_start = int(reader.start_time)
-        for topic in topics:
-            out.frames[topic] = {"total": 0, **dict.fromkeys(FRAME_OUTCOMES, 0), "rejected": {}}
-        log_times: dict[tuple[str, int], int] = {}
-        start = time.perf_counter()
-
-        def keep(results: list[Any]) -> None:
-            for r in results:
-                out.windows.append(_window_record(r, log_times, labels, bag_start))
-                if writer is not None:
-                    writer.write(r)
-
-        for conn, log_ns, raw in reader.messages(connections=connections):
-            counts = out.frames[conn.topic]
-            counts["total"] += 1
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:  # noqa: BLE001 - rosbags raises various types on junk
-                _reject(counts, DESERIALIZE_FAILED, conn.topic, exc)
-                continue
-            try:
-                rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
-            except ImageConversionError as exc:
-                _reject(counts, exc.reason, conn.topic, exc)
-                continue
-            stamp_ns = int(msg.header.stamp.sec) * 10**9 + int(msg.header.stamp.nanosec)
-            stamp_ns = stamp_ns or int(log_ns)
-            log_times[(conn.topic, stamp_ns)] = int(log_ns)
-            report = pipeline.process(
-                conn.topic, stamp_ns * 1e-9, rgb, stamp_ns=stamp_ns, frame_id=msg.header.frame_id
-            )
-            counts[report.outcome] += 1
-            keep(report.results)
-        keep(pipeline.flush())
-        out.seconds = time.perf_counter() - start
-    finally:
-        reader.close()
-    return out
-
-
-def _reject(counts: dict[str, Any], reason: str, topic: str, exc: Exception) -> None:
-    counts["rejected"][reason] = counts["rejected"].get(reason, 0) + 1
-    if counts["rejected"][reason] == 1:
-        log.warning("%s: rejected image (%s): %s", topic, reason, exc)
-
-
-def _segment_at(labels: Any, t_ns: int, bag_start: int) -> Any:
-    offset = 0 if labels.absolute else bag_start
-    for seg in labels.segments:
-        lo = -float("inf") if seg.start is None else offset + seg.start * 1e9
-        hi = float("inf") if seg.end is None else offset + seg.end * 1e9
-        if lo <= t_ns < hi:
-            return seg
-    return None
-
-
-def _window_record(
-    result: Any, log_times: dict[tuple[str, int], int], labels: Any, bag_start: int
-) -> dict[str, Any]:
-    record = result.to_dict()
-    first = log_times.get((result.source, result.first_stamp_ns))
-    last = log_times.get((result.source, result.last_stamp_ns))
-    record["first_log_time_ns"], record["last_log_time_ns"] = first, last
-    record["true_label"] = record["correct"] = None
-    if labels is not None and first is not None and last is not None:
-        seg = _segment_at(labels, first, bag_start)
-        if seg is not None and seg is _segment_at(labels, last, bag_start):
-            record["true_label"] = seg.label
-            record["correct"] = seg.label == result.label
-    return record
-
-
-# Writing results ---------------------------------------------------------------------------------
-
-
-class ResultWriter:
-    """Writes results as ``rsee_ros/msg/ActionRecognition`` to a new rosbag2 (rosbags)."""
-
-    def __init__(self, path: str | Path, storage: str = "sqlite3",
-                 topic: str = "/rsee_node/actions") -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-
-        self.store = typestore_with_rsee_types()
-        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        self._writer = Writer(Path(path), version=9, storage_plugin=plugin)
-        self._writer.open()
-        self._types = self.store.types
-        self._conn = self._writer.add_connection(
-            topic, "rsee_ros/msg/ActionRecognition", typestore=self.store
-        )
-        self.topic = topic
-        self.count = 0
-
-    def _time(self, stamp: tuple[int, int]) -> Any:
-        return self._types["builtin_interfaces/msg/Time"](sec=stamp[0], nanosec=stamp[1])
-
-    def write_label_info(self, class_names: Sequence[str], resolutions: Sequence[int],
-                         stamp_ns: int, *, backbone: str, checkpoint: str,
-                         topic: str = "/rsee_node/label_info") -> None:
-        """The model's LabelInfo (the node publishes it latched)."""
-        import numpy as np
-
-        from rsee_ros.ros.messages import split_ns
-
-        t = self._types
-        conn = self._writer.add_connection(topic, "rsee_ros/msg/LabelInfo", typestore=self.store)
-        msg = t["rsee_ros/msg/LabelInfo"](
-            header=t["std_msgs/msg/Header"](stamp=self._time(split_ns(stamp_ns)), frame_id=""),
-            class_names=list(class_names),
-            class_ids=np.arange(len(class_names), dtype=np.int32),
-            model_name="rsee",
-            backbone=backbone,
-            resolutions=np.asarray(resolutions, np.uint16),
-            checkpoint=checkpoint,
-        )
-        self._writer.write(conn, stamp_ns,
-                           self.store.serialize_cdr(msg, "rsee_ros/msg/LabelInfo"))
-
-    def write(self, result: Any) -> None:
-        """One result, at its header stamp (the last frame used)."""
-        from rsee_ros.ros.messages import action_fields
-
-        t = self._types
-        f = action_fields(result)
-        f["header"] = t["std_msgs/msg/Header"](
-            stamp=self._time(f["header"]["stamp"]), frame_id=f["header"]["frame_id"]
-        )
-        f["window_start"] = self._time(f["window_start"])
-        f["window_end"] = self._time(f["window_end"])
-        msg = t["rsee_ros/msg/ActionRecognition"](**f)
-        self._writer.write(self._conn, result.last_stamp_ns,
-                           self.store.serialize_cdr(msg, "rsee_ros/msg/ActionRecognition"))
-        self.count += 1
-
-    def close(self) -> None:
-        self._writer.close()
-
-
 # Command -----------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate the bag, print a summary, write the JSON / bag."""
-    from rsee_ros.data.rosbag import find_label_file, load_bag_labels
+    """Evaluate the bag, print a summary, write the JSON / bag.
+
+    One pass through the command's steps (settings and labels, model, evaluation, output), each
+    reporting bad input on one line with exit status 2; hence its length.
+    """
+    from rsee_ros.data.bag import Bag, find_label_file, load_bag_labels
+    from rsee_ros.evaluation.bag_eval import ResultWriter, evaluate_bag
     from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
     from rsee_ros.pipeline.runner import RecognitionPipeline
     from rsee_ros.resources import DEFAULT_CHECKPOINT
@@ -420,9 +159,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.write_bag:
             writer = ResultWriter(args.write_bag, args.write_storage, args.output_topic)
-            reader = _open_reader(bag)
-            start_ns = int(reader.start_time)
-            reader.close()
+            with Bag(bag) as recording:
+                start_ns = recording.start_ns
             writer.write_label_info(
                 checkpoint.class_names, checkpoint.config.resolutions, start_ns,
                 backbone=checkpoint.config.backbone, checkpoint=str(checkpoint_path),
@@ -436,13 +174,7 @@ def run(args: argparse.Namespace) -> int:
             writer.close()
     summary = result.summary()
     if not args.quiet:
-        for w in result.windows:
-            truth = "" if w["true_label"] is None else f"  true {w['true_label']}" + (
-                " ok" if w["correct"] else " WRONG")
-            print(f"{w['source']} [{w['first_stamp']:.3f}-{w['last_stamp']:.3f}] {w['label']:<16}"
-                  f" {w['confidence']:.2f} res {w['resolutions']} {w['frames_processed']}/"
-                  f"{w['window_length']}{' exit' if w['exited_early'] else ''}"
-                  f"{'' if w['complete'] else ' (' + w['end_reason'] + ')'}{truth}")
+        _print_windows(result.windows)
     _print_summary(summary, result.frames)
     if args.json:
         doc = {
@@ -463,6 +195,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {writer.count} ActionRecognition messages on {writer.topic} to "
               f"{args.write_bag}")
     return 0
+
+
+def _print_windows(windows: list[dict[str, Any]]) -> None:
+    for w in windows:
+        truth = "" if w["true_label"] is None else f"  true {w['true_label']}" + (
+            " ok" if w["correct"] else " WRONG")
+        print(f"{w['source']} [{w['first_stamp']:.3f}-{w['last_stamp']:.3f}] {w['label']:<16}"
+              f" {w['confidence']:.2f} res {w['resolutions']} {w['frames_processed']}/"
+              f"{w['window_length']}{' exit' if w['exited_early'] else ''}"
+              f"{'' if w['complete'] else ' (' + w['end_reason'] + ')'}{truth}")
 
 
 def _print_summary(summary: dict[str, Any], frames: dict[str, dict[str, Any]]) -> None:

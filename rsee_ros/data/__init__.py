@@ -1,94 +1,62 @@
-"""Data layer: video decoding, data set readers, sampling, transforms, frame cache, synthetic set.
+"""Data layer: video decoding, data set readers, sampling, transforms, frame cache, synthetic set,
+image message conversion, rosbag2 access (:mod:`~rsee_ros.data.bag`) and the frame sources of
+``video_source`` (:mod:`~rsee_ros.data.sources`).
 
-No ROS imports: rosbag2 files are read with the pure-Python ``rosbags`` package.
+No ROS imports: rosbag2 files are read with the pure-Python ``rosbags`` package. The names below
+are imported from their modules on first use, so importing one module of the package (say the
+frame sources, for ``video_source``) does not load the others (torch, for the data sets).
 """
 
-from rsee_ros.data.cache import CachedDataset, cache_dataset, cache_key
-from rsee_ros.data.datasets import (
-    VideoDataset,
-    probe_records,
-    read_record_frames,
-    record_frame_count,
-)
-from rsee_ros.data.readers import (
-    load_split,
-    read_class_folders,
-    read_hmdb51,
-    read_ucf101,
-)
-from rsee_ros.data.records import BagWindow, VideoRecord, VideoSplit
-from rsee_ros.data.rosbag import (
-    BagLabels,
-    LabelSegment,
-    find_label_file,
-    image_topics,
-    load_bag_labels,
-    read_bag_frames,
-    read_rosbag,
-)
-from rsee_ros.data.sampling import sample_indices
-from rsee_ros.data.synthetic import (
-    CLASS_DESCRIPTIONS,
-    CLASS_NAMES,
-    SyntheticConfig,
-    SyntheticInfo,
-    make_synthetic_dataset,
-)
-from rsee_ros.data.transforms import (
-    DEFAULT_AUGMENT,
-    ClipTransform,
-    TrainAugment,
-    eval_transform,
-    train_transform,
-)
-from rsee_ros.data.video import (
-    VideoDecodeError,
-    VideoInfo,
-    count_frames,
-    iter_frames,
-    probe_video,
-    read_frames,
-    read_video,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CLASS_DESCRIPTIONS",
-    "CLASS_NAMES",
-    "DEFAULT_AUGMENT",
-    "BagLabels",
-    "BagWindow",
-    "CachedDataset",
-    "ClipTransform",
-    "LabelSegment",
-    "SyntheticConfig",
-    "SyntheticInfo",
-    "TrainAugment",
-    "VideoDataset",
-    "VideoDecodeError",
-    "VideoInfo",
-    "VideoRecord",
-    "VideoSplit",
-    "cache_dataset",
-    "cache_key",
-    "count_frames",
-    "find_label_file",
-    "image_topics",
-    "iter_frames",
-    "load_bag_labels",
-    "load_split",
-    "make_synthetic_dataset",
-    "probe_records",
-    "probe_video",
-    "read_bag_frames",
-    "read_class_folders",
-    "read_frames",
-    "read_hmdb51",
-    "read_record_frames",
-    "read_rosbag",
-    "read_ucf101",
-    "read_video",
-    "record_frame_count",
-    "sample_indices",
-    "eval_transform",
-    "train_transform",
-]
+import importlib
+from typing import Any
+
+# name -> the module defining it
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("CachedDataset", "cache_dataset", "cache_key"), "cache"),
+    **dict.fromkeys(
+        ("VideoDataset", "probe_records", "read_record_frames", "record_frame_count"), "datasets"
+    ),
+    **dict.fromkeys(
+        ("load_split", "read_class_folders", "read_hmdb51", "read_rosbag", "read_ucf101"),
+        "readers",
+    ),
+    **dict.fromkeys(("BagWindow", "VideoRecord", "VideoSplit"), "records"),
+    **dict.fromkeys(
+        ("BagLabels", "LabelSegment", "find_label_file", "image_topics", "load_bag_labels",
+         "read_bag_frames"),
+        "bag",
+    ),
+    "sample_indices": "sampling",
+    **dict.fromkeys(
+        ("CLASS_DESCRIPTIONS", "CLASS_NAMES", "SyntheticConfig", "SyntheticInfo",
+         "make_synthetic_dataset"),
+        "synthetic",
+    ),
+    **dict.fromkeys(
+        ("DEFAULT_AUGMENT", "ClipTransform", "TrainAugment", "eval_transform", "train_transform"),
+        "transforms",
+    ),
+    **dict.fromkeys(
+        ("VideoDecodeError", "VideoInfo", "count_frames", "iter_frames", "probe_video",
+         "read_frames", "read_video"),
+        "video",
+    ),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+

@@ -1,7 +1,8 @@
 """Data set readers: UCF101, HMDB51, class folders and rosbag2 -> :class:`VideoSplit`.
 
 Readers only list files and labels; nothing is decoded here. Listed videos that are missing on
-disk are logged, left out and named in ``VideoSplit.missing``.
+disk are logged, left out and named in ``VideoSplit.missing``. Bags and their label files:
+:mod:`rsee_ros.data.bag`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
-from rsee_ros.data.records import VideoRecord, VideoSplit
-from rsee_ros.data.rosbag import read_rosbag
+import numpy as np
+
+from rsee_ros.data.bag import Bag, BagLabels, find_label_file, load_bag_labels
+from rsee_ros.data.records import BagWindow, VideoRecord, VideoSplit
 from rsee_ros.data.video import VIDEO_EXTENSIONS, is_frame_folder
 
 log = logging.getLogger(__name__)
@@ -168,6 +172,63 @@ def read_class_folders(
             rel = f"{cls}/{p.name}"
             rec = VideoRecord(str(p), label_of[cls], p.stem)
             (out.train if _hash_fraction(rel) < train_fraction else out.test).append(rec)
+    return out
+
+
+def _windows(n: int, window: int, stride: int, min_frames: int) -> list[tuple[int, int]]:
+    if n >= window:
+        return [(s, s + window) for s in range(0, n - window + 1, stride)]
+    return [(0, n)] if n >= min_frames else []
+
+
+def read_rosbag(
+    bag: str | Path,
+    labels: str | Path | BagLabels | None = None,
+    *,
+    topic: str | None = None,
+    window: int = 16,
+    stride: int | None = None,
+    min_frames: int | None = None,
+    classes: Sequence[str] | None = None,
+) -> VideoSplit:
+    """Cut a bag's image topic into labelled videos of ``window`` consecutive frames.
+
+    Labels come from a label file (format in :mod:`rsee_ros.data.bag`; looked up beside the bag
+    when not given); ``topic`` (or the label file's) may be omitted when the bag has one image
+    topic. ``stride`` defaults to ``window`` (no overlap); a segment shorter than one window
+    gives one shorter video if it has at least ``min_frames`` (default ``window // 2``) frames.
+    ``classes`` overrides the label file's class list (use one list for several bags).
+    """
+    bag_path = Path(bag)
+    if labels is None:
+        found = find_label_file(bag_path)
+        if found is None:
+            raise FileNotFoundError(f"no label file for bag {bag_path}")
+        labels = found
+    spec = labels if isinstance(labels, BagLabels) else load_bag_labels(labels)
+    names = list(classes or spec.classes or sorted({s.label for s in spec.segments}))
+    unknown = {s.label for s in spec.segments} - set(names)
+    if unknown:
+        raise ValueError(f"labels {sorted(unknown)} not in classes {names}")
+    with Bag(bag_path) as reader:
+        topic = reader.choose_topic(topic or spec.topic)
+        times, offset = reader.log_times(topic), spec.offset_ns(reader.start_ns)
+    stride = stride or window
+    min_frames = max(1, window // 2 if min_frames is None else min_frames)
+    out = VideoSplit(names)
+    for seg in spec.segments:
+        start_ns, end_ns = seg.range_ns(offset)
+        lo = 0 if start_ns is None else int(np.searchsorted(times, start_ns, "left"))
+        hi = len(times) if end_ns is None else int(np.searchsorted(times, end_ns, "left"))
+        for a, b in _windows(hi - lo, window, stride, min_frames):
+            i0, i1 = lo + a, lo + b
+            skip = i0 - int(np.searchsorted(times, times[i0], "left"))
+            win = BagWindow(topic, int(times[i0]), int(times[i1 - 1]), i1 - i0, skip)
+            rec = VideoRecord(str(bag_path), names.index(seg.label),
+                              f"{bag_path.name}{topic}[{i0}:{i1}]", win)
+            (out.train if seg.split == "train" else out.test).append(rec)
+    log.info("%s: %d train + %d test windows from %d frames on %s",
+             bag_path.name, len(out.train), len(out.test), len(times), topic)
     return out
 
 

@@ -73,9 +73,18 @@ GENERATOR_VERSION = 2  # bump when the rendering changes: a set written by anoth
 REFERENCE_SIZE = 224  # geometry below is in pixels of a 224 x 224 frame and scales with size
 
 
+#: Frame side of the set the packaged default model was trained on (its largest resolution, 112,
+#: x 256/224): the default of ``rsee make-dataset``, the demo clip and video_source's synthetic
+#: clips. The generator's own default (``SyntheticConfig.size``, ``make_synthetic_dataset``,
+#: ``python -m rsee_ros.data.synthetic``) is 224, for 224 px models.
+DEFAULT_MODEL_FRAME_SIZE = 128
+
+
 @dataclass
 class SyntheticConfig:
-    """Generation settings (the defaults make the standard set)."""
+    """Generation settings; every default of the generator, its command lines and the synthetic
+    frame sources is read from here (the frame size of the default model's set aside:
+    :data:`DEFAULT_MODEL_FRAME_SIZE`)."""
 
     seed: int = 0
     num_classes: int = 12
@@ -444,14 +453,14 @@ def _make_one(job: tuple[SyntheticConfig, str, int, int, str, str]) -> tuple[str
 
 def make_synthetic_dataset(
     out_dir: str | Path,
-    seed: int = 0,
-    num_classes: int = 12,
-    videos_per_class: int = 60,
-    frames_per_video: int = 16,
-    size: int = 224,
+    seed: int = SyntheticConfig.seed,
+    num_classes: int = SyntheticConfig.num_classes,
+    videos_per_class: int = SyntheticConfig.videos_per_class,
+    frames_per_video: int = SyntheticConfig.frames_per_video,
+    size: int = SyntheticConfig.size,
     *,
-    fps: int = 8,
-    train_fraction: float = 0.75,
+    fps: int = SyntheticConfig.fps,
+    train_fraction: float = SyntheticConfig.train_fraction,
     background_video: str | Path | None = None,
     workers: int = 0,
     force: bool = False,
@@ -513,25 +522,44 @@ def make_synthetic_dataset(
     return info
 
 
+def add_arguments(parser: argparse.ArgumentParser, *, size: int = SyntheticConfig.size) -> None:
+    """The generator's options (defaults from :class:`SyntheticConfig`; ``size``: the default
+    frame side), for :func:`make_from_arguments`."""
+    d = SyntheticConfig
+    parser.add_argument("--seed", type=int, default=d.seed,
+                        help="same seed, same videos (default %(default)s)")
+    parser.add_argument("--num-classes", type=int, default=d.num_classes,
+                        help=f"{MIN_CLASSES} to {len(CLASS_NAMES)} (default %(default)s)")
+    parser.add_argument("--videos-per-class", type=int, default=d.videos_per_class)
+    parser.add_argument("--frames-per-video", type=int, default=d.frames_per_video)
+    parser.add_argument("--size", type=int, default=size,
+                        help="frame side in pixels; use the model's largest resolution, or it "
+                        "x 256/224 (default %(default)s)")
+    parser.add_argument("--fps", type=int, default=d.fps)
+    parser.add_argument("--train-fraction", type=float, default=d.train_fraction)
+    parser.add_argument("--background-video", default=d.background_video,
+                        help="optional video whose frames serve as backgrounds")
+    parser.add_argument("--workers", type=int, default=0, help="render in this many processes")
+    parser.add_argument("--force", action="store_true", help="rewrite an existing set")
+
+
+def make_from_arguments(out_dir: str | Path, args: argparse.Namespace) -> SyntheticInfo:
+    """:func:`make_synthetic_dataset` with the options of :func:`add_arguments`."""
+    return make_synthetic_dataset(
+        out_dir, args.seed, args.num_classes, args.videos_per_class, args.frames_per_video,
+        args.size, fps=args.fps, train_fraction=args.train_fraction,
+        background_video=args.background_video, workers=args.workers, force=args.force,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m rsee_ros.data.synthetic OUT [--seed ...]``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--num-classes", type=int, default=12)
-    ap.add_argument("--videos-per-class", type=int, default=60)
-    ap.add_argument("--frames-per-video", type=int, default=16)
-    ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--fps", type=int, default=8)
-    ap.add_argument("--background-video", default=None)
-    ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--force", action="store_true")
+    add_arguments(ap)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    info = make_synthetic_dataset(
-        a.out_dir, a.seed, a.num_classes, a.videos_per_class, a.frames_per_video, a.size,
-        fps=a.fps, background_video=a.background_video, workers=a.workers, force=a.force,
-    )
+    info = make_from_arguments(a.out_dir, a)
     print(f"{len(info.train)} train + {len(info.test)} test videos, {len(info.classes)} classes "
           f"in {info.out_dir} ({'reused' if info.reused else f'{info.seconds:.1f} s'})")
 

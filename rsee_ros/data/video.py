@@ -2,6 +2,9 @@
 
 A "video" is either a video file or a directory of frame images (sorted by name, numbers
 compared numerically). Frames come back as ``(N, H, W, 3)`` uint8 RGB arrays.
+
+One decoder policy for every reader here: PyAV first; OpenCV when PyAV is not installed (it comes
+from pip, there is no rosdep key), cannot open the file or decodes nothing from it.
 """
 
 from __future__ import annotations
@@ -12,16 +15,22 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
+
+try:
+    import av
+except ImportError:  # OpenCV decodes alone (see the module docstring)
+    av = None
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset(
     {".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".wmv", ".flv", ".ogv"}
 )
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+)
 
 
 class VideoDecodeError(RuntimeError):
@@ -73,7 +82,9 @@ def is_frame_folder(path: str | Path) -> bool:
 # --------------------------------------------------------------------------- frame folders
 
 
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: str | Path) -> np.ndarray:
+    """One image file -> (H, W, 3) uint8 RGB; :class:`VideoDecodeError` when OpenCV cannot read
+    it."""
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise VideoDecodeError(path, "unreadable image")
@@ -90,19 +101,26 @@ def _stack(frames: list[np.ndarray], path: str | Path) -> np.ndarray:
 # --------------------------------------------------------------------------- PyAV / OpenCV
 
 
-def _pyav_info(path: Path) -> VideoInfo:
+def _need_pyav() -> None:
+    if av is None:
+        raise RuntimeError("PyAV is not installed")
+
+
+def _pyav_info(path: Path, count: bool = True) -> VideoInfo:
+    _need_pyav()
     with av.open(str(path)) as container:
         if not container.streams.video:
             raise VideoDecodeError(path, "no video stream")
         stream = container.streams.video[0]
         n = int(stream.frames or 0)
-        if n <= 0:  # no count in the header: count packets (cheap, no decoding)
+        if n <= 0 and count:  # no count in the header: count packets (cheap, no decoding)
             n = sum(1 for pkt in container.demux(stream) if pkt.size)
-        fps = float(stream.average_rate) if stream.average_rate else None
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
         return VideoInfo(n, fps, int(stream.codec_context.width), int(stream.codec_context.height))
 
 
-def _cv2_info(path: Path) -> VideoInfo:
+def _cv2_info(path: Path, count: bool = True) -> VideoInfo:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
@@ -112,12 +130,13 @@ def _cv2_info(path: Path) -> VideoInfo:
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         cap.release()
-    if n <= 0 or w <= 0:
+    if w <= 0 or (count and n <= 0):
         raise VideoDecodeError(path, "OpenCV reports no frames")
     return VideoInfo(n, fps, w, h)
 
 
 def _pyav_read(path: Path, wanted: set[int], last: int) -> dict[int, np.ndarray]:
+    _need_pyav()
     out: dict[int, np.ndarray] = {}
     prev: av.VideoFrame | None = None
     with av.open(str(path)) as container:
@@ -159,25 +178,54 @@ def _cv2_read(path: Path, wanted: set[int], last: int) -> dict[int, np.ndarray]:
     return out
 
 
+def _pyav_iter(path: Path) -> Iterator[np.ndarray]:
+    _need_pyav()
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise VideoDecodeError(path, "no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(format="rgb24")
+
+
+def _cv2_iter(path: Path) -> Iterator[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoDecodeError(path, "OpenCV cannot open it")
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
 # --------------------------------------------------------------------------- public API
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Frame count, fps and size of a video file or frame folder (fps None for folders)."""
+def probe_video(path: str | Path, *, count_frames: bool = True) -> VideoInfo:
+    """Frame count, fps and size of a video file or frame folder (fps None for folders).
+
+    ``count_frames=False`` skips counting the packets of a file whose container has no frame
+    count (``num_frames`` is then 0: unknown), for callers that need only fps and size.
+    """
     p = Path(path)
     if p.is_dir():
         files = list_frame_files(p)
         if not files:
             raise VideoDecodeError(p, "frame folder holds no images")
-        h, w = _read_image(files[0]).shape[:2]
+        h, w = read_image(files[0]).shape[:2]
         return VideoInfo(len(files), None, w, h)
     if not p.is_file():
         raise VideoDecodeError(p, "no such file")
     errors = []
     for probe in (_pyav_info, _cv2_info):
         try:
-            info = probe(p)
-            if info.num_frames > 0:
+            info = probe(p, count_frames)
+            if info.num_frames > 0 or not count_frames:
                 return info
             errors.append(f"{probe.__name__}: no frames")
         except Exception as exc:  # noqa: BLE001 - any decoder failure falls through
@@ -206,7 +254,7 @@ def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> np.nda
         files = list_frame_files(p)
         if not files:
             raise VideoDecodeError(p, "frame folder holds no images")
-        cache = {i: _read_image(files[min(i, len(files) - 1)]) for i in set(idx)}
+        cache = {i: read_image(files[min(i, len(files) - 1)]) for i in set(idx)}
         return _stack([cache[i] for i in idx], p)
     if not p.is_file():
         raise VideoDecodeError(p, "no such file")
@@ -225,24 +273,37 @@ def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> np.nda
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Yield every frame of a video file or frame folder as (H, W, 3) uint8 RGB."""
+    """Yield every frame of a video file or frame folder as (H, W, 3) uint8 RGB.
+
+    A decoder that fails before its first frame, or decodes none, hands over to the next (the
+    module's policy); one failing after its first frame raises :class:`VideoDecodeError` (the
+    frames so far were delivered).
+    """
     p = Path(path)
     if p.is_dir():
         for f in list_frame_files(p):
-            yield _read_image(f)
+            yield read_image(f)
         return
-    try:
-        container = av.open(str(p))
-    except Exception as exc:  # noqa: BLE001
-        raise VideoDecodeError(p, str(exc)) from exc
-    with container:
-        if not container.streams.video:
-            raise VideoDecodeError(p, "no video stream")
+    if not p.is_file():
+        raise VideoDecodeError(p, "no such file")
+    errors = []
+    for decoder in (_pyav_iter, _cv2_iter):
+        frames, count = decoder(p), 0
         try:
-            for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
-        except av.error.FFmpegError as exc:
-            raise VideoDecodeError(p, str(exc)) from exc
+            for rgb in frames:
+                count += 1
+                yield rgb
+        except Exception as exc:  # noqa: BLE001 - any decoder failure falls through
+            if count:
+                raise VideoDecodeError(p, f"{decoder.__name__}, frame {count}: {exc}") from exc
+            errors.append(f"{decoder.__name__}: {exc}")
+            continue
+        finally:
+            frames.close()
+        if count:
+            return
+        errors.append(f"{decoder.__name__}: decoded no frames")
+    raise VideoDecodeError(p, "; ".join(errors))
 
 
 def read_video(path: str | Path) -> np.ndarray:

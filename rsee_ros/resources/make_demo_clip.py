@@ -21,6 +21,7 @@ import yaml
 
 from rsee_ros.data.synthetic import (
     CLASS_NAMES,
+    DEFAULT_MODEL_FRAME_SIZE,
     SyntheticConfig,
     pick_codec,
     render_video,
@@ -35,11 +36,11 @@ def make_demo_clip(
     out_dir: str | Path = DEMO_LABELS.parent,
     *,
     seed: int = DEFAULT_SEED,
-    num_classes: int = 12,
-    frames: int = 16,
-    size: int = 128,
-    fps: int = 8,
-    crf: int = 18,
+    num_classes: int = SyntheticConfig.num_classes,
+    frames: int = SyntheticConfig.frames_per_video,
+    size: int = DEFAULT_MODEL_FRAME_SIZE,  # clips for the default model, not the generator's 224
+    fps: int = SyntheticConfig.fps,
+    crf: int = SyntheticConfig.crf,
 ) -> Path:
     """Write ``demo_clip.mp4`` (or ``.avi``) and ``demo_clip.yaml`` to ``out_dir``; returns the
     label file."""
@@ -82,11 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(DEMO_LABELS.parent), help="output folder")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    ap.add_argument("--num-classes", type=int, default=12)
-    ap.add_argument("--frames", type=int, default=16, help="frames per clip")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--fps", type=int, default=8)
-    ap.add_argument("--crf", type=int, default=18, help="H.264 quality (lower: better, larger)")
+    ap.add_argument("--num-classes", type=int, default=SyntheticConfig.num_classes)
+    ap.add_argument("--frames", type=int, default=SyntheticConfig.frames_per_video,
+                    help="frames per clip")
+    ap.add_argument("--size", type=int, default=DEFAULT_MODEL_FRAME_SIZE)
+    ap.add_argument("--fps", type=int, default=SyntheticConfig.fps)
+    ap.add_argument("--crf", type=int, default=SyntheticConfig.crf,
+                    help="H.264 quality (lower: better, larger)")
     a = ap.parse_args(argv)
     labels = make_demo_clip(a.out, seed=a.seed, num_classes=a.num_classes, frames=a.frames,
                             size=a.size, fps=a.fps, crf=a.crf)

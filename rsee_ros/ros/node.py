@@ -46,6 +46,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
+from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from rsee_ros.data.stamps import stamp_ns
 from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
 from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo, RseeStatus
@@ -57,7 +58,6 @@ from rsee_ros.pipeline.worker import Arrival, DecodedFrame, RecognitionWorker
 from rsee_ros.resources import DEFAULT_CHECKPOINT
 from rsee_ros.ros import qos
 from rsee_ros.ros.cameras import CameraSubscriptions
-from rsee_ros.ros.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
 from rsee_ros.ros.messages import (
     to_action_recognition,
     to_action_recognition_array,

@@ -18,8 +18,8 @@ __all__ = ["bench_frames", "run_in_process"]
 
 def _frame_source(source: str) -> Any:
     """The frame source ``video_source`` runs for ``source:=<source>`` (defaults otherwise)."""
-    # The one import of the frame sources (they are video_source's own classes).
-    from rsee_ros.ros.video_source import SyntheticClips, VideoFileSource
+    # The one import of the frame sources.
+    from rsee_ros.data.sources import SyntheticClips, VideoFileSource
 
     if source == "demo":
         from rsee_ros.resources import DEMO_LABELS, load_clip_labels
