@@ -20,6 +20,8 @@ from rsee_ros.data.image_conversion import (
     SIZE_MISMATCH,
     UNSUPPORTED_ENCODING,
     ImageConversionError,
+    check_frame_size,
+    compressed_size,
     compressed_to_rgb,
     image_to_rgb,
     rgb_to_image_msg,
@@ -288,3 +290,57 @@ def test_reject_counter_with_rclpy_logger() -> None:
 
     rc = RejectCounter(rclpy.logging.get_logger("rsee_test_rejects"), period_s=1.0)
     assert rc.reject("unsupported_encoding", "'32FC1'") is True
+
+
+BOMB = """
+import resource, struct, sys, zlib
+from types import SimpleNamespace
+import numpy as np
+from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+side = 16384  # a valid grayscale PNG of 16384 x 16384 zeros: ~260 KB, 268 MB decoded
+z = zlib.compressobj(9)
+row = bytes(side + 1)
+idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+       + chunk(b"IEND", b""))
+strip = SimpleNamespace(height=1, width=100_000, encoding="bgr8", step=300_000, is_bigendian=0,
+                        data=bytes(300_000))
+reasons = []
+for convert, msg in ((compressed_to_rgb, SimpleNamespace(format="png", data=png)),
+                     (image_to_rgb, strip)):
+    try:
+        convert(msg)
+    except ImageConversionError as exc:
+        reasons.append(exc.reason)
+print(len(png), reasons, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_huge_and_degenerate_frames_are_refused_before_any_pixel_work() -> None:
+    """A 261 KB PNG that decodes to 16384 x 16384 and a 1 x 100000 bgr8 strip (12.8 GB once its
+    short side is resized for the model) are refused from their sizes, in bounded memory."""
+    out = subprocess.run([sys.executable, "-c", BOMB], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], check=True).stdout.split(" ", 1)
+    size, rest = int(out[0]), out[1]
+    reasons, peak_mb = rest.rsplit(" ", 1)
+    assert size < 400_000
+    assert reasons == "['too_large', 'degenerate']"
+    assert int(peak_mb) < 300  # interpreter, numpy and OpenCV; no image was ever allocated
+
+
+def test_compressed_size_reads_png_and_jpeg_headers() -> None:
+    rgb = np.zeros((30, 50, 3), np.uint8)
+    for ext in (".png", ".jpg"):
+        ok, data = cv2.imencode(ext, rgb)
+        assert ok and compressed_size(data.reshape(-1)) == (50, 30)
+    assert compressed_size(np.frombuffer(b"GIF89a....", np.uint8)) is None
+    with pytest.raises(ImageConversionError, match="decode_failed"):
+        compressed_to_rgb(SimpleNamespace(format="", data=b"GIF89a" + bytes(100)))
+    check_frame_size(3840, 2160)  # a 4K camera passes
+    with pytest.raises(ImageConversionError, match="too_large"):
+        check_frame_size(3840, 2160, max_pixels=1000)

@@ -380,6 +380,7 @@ def test_bad_images_are_counted_and_the_node_keeps_running(harness) -> None:
         (image(data=bytes(good.data)[:1000]), "size_mismatch"),  # truncated
         (image(height=0, width=0, step=0, data=b""), "empty"),
         (image(encoding="yuv422", step=128 - 1, width=63), "size_mismatch"),
+        (image(height=1, width=1000, step=3000, data=bytes(3000)), "degenerate"),
     ]
     bad_compressed = [
         (CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"), "decode_failed"),

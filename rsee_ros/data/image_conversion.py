@@ -9,10 +9,18 @@ object with the same field names (tests).
 
 Errors are reported as :class:`ImageConversionError` with a short ``reason`` code, meant for
 counting rejects with :class:`rsee_ros.pipeline.rejects.RejectCounter`.
+
+The work per message is bounded before any pixel is touched: a frame of more than ``max_pixels``
+(default :data:`DEFAULT_MAX_PIXELS`, a 4K camera with room to spare) is refused as
+``too_large``, and one whose sides differ by more than :data:`MAX_ASPECT` times as
+``degenerate`` (the model sees a centre square of the frame: from a 1 x 100000 strip there is
+none to take, and resizing its short side to the model's input would cost gigabytes). Compressed images are checked from their PNG or JPEG header, before
+decoding: a 261 KB PNG can decode to 16384 x 16384 pixels (1 GB).
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +34,17 @@ if TYPE_CHECKING:  # typing only: conversions never need the message packages at
 __all__ = [
     "COMPRESSED_FORMATS",
     "DECODE_FAILED",
+    "DEFAULT_MAX_PIXELS",
+    "DEGENERATE",
     "EMPTY",
     "ENCODINGS",
+    "MAX_ASPECT",
+    "TOO_LARGE",
     "SIZE_MISMATCH",
     "UNSUPPORTED_ENCODING",
     "ImageConversionError",
+    "check_frame_size",
+    "compressed_size",
     "compressed_to_rgb",
     "image_to_rgb",
     "rgb_to_image_msg",
@@ -41,6 +55,13 @@ UNSUPPORTED_ENCODING = "unsupported_encoding"
 SIZE_MISMATCH = "size_mismatch"  # step or data length disagree with width/height/encoding
 EMPTY = "empty"  # zero width/height or no data
 DECODE_FAILED = "decode_failed"  # compressed data that OpenCV cannot decode
+TOO_LARGE = "too_large"  # more pixels than allowed (max_pixels)
+DEGENERATE = "degenerate"  # too thin, or too elongated, for the model's centre crop
+
+DEFAULT_MAX_PIXELS = 16_777_216
+"""4096 x 4096: a 4K camera (3840 x 2160, 8.3 MP) and then some."""
+MAX_ASPECT = 10.0
+"""Longer side / shorter side above which a frame is refused (panoramas are 2-4)."""
 
 # encoding -> bytes per pixel (sensor_msgs/image_encodings.hpp names).
 ENCODINGS: dict[str, int] = {
@@ -80,13 +101,57 @@ def _as_uint8_buffer(data: Any) -> np.ndarray:
         return np.asarray(data, dtype=np.uint8).reshape(-1)
 
 
-def image_to_rgb(msg: Image | Any) -> np.ndarray:
+def check_frame_size(width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse a ``width`` x ``height`` frame that is too large or degenerate (see the module
+    docstring) with :class:`ImageConversionError`."""
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(EMPTY, f"{width}x{height}")
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            TOO_LARGE, f"{width}x{height} = {width * height} pixels > max {max_pixels}")
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise ImageConversionError(
+            DEGENERATE, f"{width}x{height}: sides more than {MAX_ASPECT:g}x apart")
+
+
+def compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG or JPEG header, without decoding; None if neither."""
+    head = bytes(buf[:32])
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    data = memoryview(buf)
+    i, n = 2, len(data)
+    while i + 4 <= n:  # walk the JPEG segments up to the first start-of-frame marker
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = (data[i + 2] << 8) | data[i + 3]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn
+            if i + 9 > n:
+                return None
+            height = (data[i + 5] << 8) | data[i + 6]
+            width = (data[i + 7] << 8) | data[i + 8]
+            return width, height
+        i += 2 + length
+    return None
+
+
+def image_to_rgb(msg: Image | Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image`` (or any object with its fields) to ``(H, W, 3)`` RGB uint8.
 
     ``rgb8`` and ``rgba8`` give a view on ``msg.data`` (no copy; not C-contiguous when rows are
     padded or for ``rgba8``; read-only when ``data`` is ``bytes``). The other encodings give a new
     array. ``mono16`` is scaled to 8 bits by keeping the high byte (``v >> 8``, full range).
-    Raises :class:`ImageConversionError`.
+    Raises :class:`ImageConversionError` (``too_large`` / ``degenerate`` before any pixel is
+    read, see :func:`check_frame_size`).
     """
     encoding = str(msg.encoding).strip().lower()
     bpp = ENCODINGS.get(encoding)
@@ -96,6 +161,7 @@ def image_to_rgb(msg: Image | Any) -> np.ndarray:
     buf = _as_uint8_buffer(msg.data)
     if height <= 0 or width <= 0 or buf.size == 0:
         raise ImageConversionError(EMPTY, f"{width}x{height}, {buf.size} bytes")
+    check_frame_size(width, height, max_pixels)
     row_bytes = width * bpp
     if step < row_bytes:
         raise ImageConversionError(SIZE_MISMATCH, f"step {step} < {width} px * {bpp} B")
@@ -126,12 +192,14 @@ def image_to_rgb(msg: Image | Any) -> np.ndarray:
     return cv2.cvtColor(rows.reshape(height, width, 2), code)
 
 
-def compressed_to_rgb(msg: Any) -> np.ndarray:
+def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG or PNG) to ``(H, W, 3)`` RGB uint8.
 
     ``msg.format`` may be empty, ``"jpeg"``/``"png"`` or image_transport's
     ``"<encoding>; jpeg compressed bgr8"`` form; ``compressedDepth`` and other codecs are
-    rejected as ``unsupported_encoding``. Raises :class:`ImageConversionError`.
+    rejected as ``unsupported_encoding``. The size is checked from the header before decoding
+    (data with no PNG or JPEG header is ``decode_failed``). Raises
+    :class:`ImageConversionError`.
     """
     fmt = str(msg.format).strip().lower()
     if "compresseddepth" in fmt or (fmt and not any(f in fmt for f in COMPRESSED_FORMATS)):
@@ -139,6 +207,10 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     buf = _as_uint8_buffer(msg.data)
     if buf.size == 0:
         raise ImageConversionError(EMPTY, "no data")
+    size = compressed_size(buf)
+    if size is None:
+        raise ImageConversionError(DECODE_FAILED, f"{buf.size} bytes with no PNG or JPEG header")
+    check_frame_size(*size, max_pixels)
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:

@@ -46,7 +46,12 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from rsee_ros.data.image_conversion import (
+    DEFAULT_MAX_PIXELS,
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from rsee_ros.data.stamps import stamp_ns
 from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
 from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo, RseeStatus
@@ -109,6 +114,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         False,
         "Subscribe to the cameras only while someone subscribes to ~/actions or "
         "~/actions_array (off: always, as a recording robot wants).",
+    ),
+    ParamSpec(
+        "max_input_pixels",
+        DEFAULT_MAX_PIXELS,
+        "Largest image (width x height) the node accepts; larger ones, and images whose sides "
+        "differ more than 10x, are refused before any pixel is read (checked from the header of "
+        "compressed images): one message cannot take the computer down.",
+        int_range=(1, 2**31 - 1),
     ),
     ParamSpec(
         "queue_size",
@@ -212,6 +225,7 @@ class RseeNode(Node):
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
         self._pending: tuple[PipelineSettings, float] | None = None
+        self._max_pixels: int = p["max_input_pixels"]
 
         self._actions_pub = self.create_publisher(ActionRecognition, "~/actions", 10)
         self._array_pub = self.create_publisher(ActionRecognitionArray, "~/actions_array", 10)
@@ -344,10 +358,10 @@ class RseeNode(Node):
 
     # Frames and results -----------------------------------------------------------------------
 
-    @staticmethod
-    def _decode(arrival: Arrival) -> DecodedFrame:
+    def _decode(self, arrival: Arrival) -> DecodedFrame:
         msg = arrival.payload
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        convert = compressed_to_rgb if isinstance(msg, CompressedImage) else image_to_rgb
+        rgb = convert(msg, max_pixels=self._max_pixels)
         return DecodedFrame(rgb, stamp_ns(msg.header.stamp), msg.header.frame_id)
 
     def _publish(self, results: list[WindowResult], arrival: Arrival) -> None:
