@@ -214,3 +214,18 @@ def test_inference_overrides_for_baselines(model) -> None:
 def test_percentile() -> None:
     assert percentile([3, 1, 2, 4], 50) == 2 and percentile([3, 1, 2, 4], 99) == 4
     assert np.isnan(percentile([], 50))
+
+
+def test_min_confidence_turns_unsure_results_into_unknown(model) -> None:
+    frames = _frames(8)
+    sure = _feed(_pipeline(model, window_size=4, exit_threshold=1.0, min_confidence=0.0), frames)
+    pipe = _pipeline(model, window_size=4, exit_threshold=1.0, min_confidence=0.99)
+    unsure = _feed(pipe, frames)
+    assert len(sure) == len(unsure) == 2
+    for a, b in zip(sure, unsure, strict=True):
+        assert a.confidence < 0.99 and a.class_id >= 0  # this tiny model is never that sure
+        assert (b.label, b.class_id) == ("unknown", -1)
+        assert b.top_k == a.top_k and b.confidence == a.confidence
+    assert pipe.stats().unknown == 2
+    with pytest.raises(ValueError, match="min_confidence"):
+        PipelineSettings(min_confidence=1.5)

@@ -72,6 +72,7 @@ __all__ = [
     "MODEL_OUTCOMES",
     "NOT_KEPT",
     "PROCESSED",
+    "UNKNOWN",
     "SKIPPED",
     "FrameReport",
     "PipelineSettings",
@@ -83,6 +84,8 @@ __all__ = [
 ]
 
 EXIT = "exit"  # WindowResult.end_reason of a window stopped by the exit gate
+UNKNOWN = "unknown"
+"""``WindowResult.label`` (``class_id`` -1) of a result below ``min_confidence``."""
 
 # What happened to a pushed frame (FrameReport.outcome); every frame gets exactly one.
 PROCESSED = "processed"  # went through the backbone for at least one window
@@ -105,7 +108,9 @@ class PipelineSettings:
     is full), ``frame_step`` keep every n-th frame, ``max_gap_s`` a longer stamp gap starts a new
     video (0: off). Inference: ``exit_threshold`` (0..1; the gate exits once the score reaches
     it), ``allowed_resolutions`` (empty: all of the model's), ``max_resolution`` (cap; 0: none),
-    ``skip_enabled`` (the selector may skip frames), ``top_k`` labels per result.
+    ``skip_enabled`` (the selector may skip frames), ``top_k`` labels per result,
+    ``min_confidence`` (0..1): a result less confident than this says :data:`UNKNOWN`
+    (``class_id`` -1; its ``top_k`` still lists the model's best guesses).
     """
 
     window_size: int = 16
@@ -117,6 +122,7 @@ class PipelineSettings:
     max_resolution: int = 0
     skip_enabled: bool = True
     top_k: int = 5
+    min_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -127,7 +133,7 @@ class PipelineSettings:
             _as_int(getattr(self, name), name)
         if not isinstance(self.skip_enabled, bool):
             raise ValueError(f"skip_enabled must be a bool, got {self.skip_enabled!r}")
-        for name in ("max_gap_s", "exit_threshold"):
+        for name in ("max_gap_s", "exit_threshold", "min_confidence"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"{name} must be a number, got {value!r}")
@@ -141,6 +147,8 @@ class PipelineSettings:
             raise ValueError(f"allowed_resolutions must be positive: {self.allowed_resolutions}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
 
     def window_settings(self) -> WindowSettings:
         """The windowing part."""
@@ -253,6 +261,7 @@ class PipelineStats:
     windows_opened: int = 0
     results: int = 0
     exited_early: int = 0
+    unknown: int = 0
     windows_without_result: int = 0
     gflops: float = 0.0
     uniform_gflops: float = 0.0
@@ -521,14 +530,15 @@ class RecognitionPipeline:
         k = min(self._settings.top_k, len(self.class_names))
         scores, indices = torch.topk(probabilities, k)
         class_id = int(indices[0])
+        unknown = float(scores[0]) < self._settings.min_confidence
         complete = reason in (EXIT, COMPLETE)
         length = window.size if complete else window.num_frames
         return WindowResult(
             source=window.source,
             window_id=window.id,
             video=window.video,
-            label=self.class_names[class_id],
-            class_id=class_id,
+            label=UNKNOWN if unknown else self.class_names[class_id],
+            class_id=-1 if unknown else class_id,
             confidence=float(scores[0]),
             top_k=[(self.class_names[int(i)], float(s)) for s, i in zip(scores, indices)],
             first_stamp=window.first_stamp,
@@ -577,6 +587,7 @@ class RecognitionPipeline:
             for r in results:
                 s.results += 1
                 s.exited_early += r.exited_early
+                s.unknown += r.class_id < 0
                 s.gflops += r.gflops
                 s.uniform_gflops += r.uniform_gflops
                 self._recent.append(RecentResult(r.latency_s, r.gflops, r.uniform_gflops))

@@ -37,6 +37,8 @@ class StatusSnapshot:
     frames_missing: int
     """Estimated lost before arrival (stamp cadence, :mod:`rsee_ros.pipeline.cadence`)."""
     results_published: int
+    results_unknown: int
+    """Results below ``min_confidence`` (published as ``unknown``)."""
     period_frames: int
     period_dropped: int
     period_rejected: int
@@ -94,6 +96,7 @@ class StatusReporter:
             frames_rejected=rejected,
             frames_missing=missing,
             results_published=w.results_published,
+            results_unknown=stats.unknown,
             period_frames=received - self._received,
             period_dropped=dropped - self._dropped,
             period_rejected=rejected - self._rejected,

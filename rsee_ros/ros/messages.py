@@ -183,6 +183,7 @@ def status_values(snapshot: StatusSnapshot, device: str) -> dict[str, str]:
            if n},
         **{f"rejected {reason}": str(n) for reason, n in sorted(s.rejects_per_reason.items())},
         "results_published": str(s.results_published),
+        "results_unknown": str(s.results_unknown),
         "latency_p50_ms": f"{s.latency_p50_ms:.2f}",
         "latency_p99_ms": f"{s.latency_p99_ms:.2f}",
         "mean_gflops_per_window": f"{s.mean_gflops:.4f}",

@@ -173,6 +173,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("skip_enabled", True, "Let the selector skip frames.", dynamic=True),
     ParamSpec("top_k", 5, "Labels and scores per result.", dynamic=True, int_range=(1, 1000)),
     ParamSpec(
+        "min_confidence",
+        0.0,
+        "Results less confident than this are published as label 'unknown', class_id -1 (the "
+        "top-k still lists the model's guesses); 0: off. See docs/node.md for what a confidence "
+        "threshold cannot catch.",
+        dynamic=True,
+        float_range=(0.0, 1.0),
+    ),
+    ParamSpec(
         "target_fps",
         0.0,
         "Frame rate to sustain; > 0 lets the node lower exit_threshold and max_resolution itself "
@@ -196,7 +205,7 @@ _SPECS = {spec.name: spec for spec in PARAMETERS}
 # The parameters that are PipelineSettings fields (the others configure the node itself).
 _PIPELINE_PARAMS = frozenset(
     {"window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
-     "allowed_resolutions", "skip_enabled", "top_k"}
+     "allowed_resolutions", "skip_enabled", "top_k", "min_confidence"}
 )
 
 
