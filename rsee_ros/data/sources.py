@@ -38,6 +38,7 @@ from rsee_ros.resources import ClipLabels
 
 __all__ = [
     "SOURCE_TYPES",
+    "CameraSource",
     "FrameSource",
     "ImageFolderSource",
     "RosbagSource",
@@ -254,6 +255,43 @@ class RosbagSource:
 
     def close(self) -> None:
         self._bag.close()
+
+
+class CameraSource:
+    """Frames of a camera device (OpenCV ``VideoCapture(index)``), until it stops delivering.
+
+    Frames are stamped with the wall clock at capture (the device gives no stamps of its own).
+    """
+
+    def __init__(self, index: int) -> None:
+        import cv2
+
+        self.index = index
+        self._cap = cv2.VideoCapture(index)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(f"cannot open camera device {index}")
+        self.fps: float | None = self._cap.get(cv2.CAP_PROP_FPS) or None
+
+    def describe(self) -> str:
+        return f"camera device {self.index}"
+
+    def frames(self) -> Iterator[SourceFrame]:
+        import time
+
+        import cv2
+
+        first = True
+        while True:
+            ok, bgr = self._cap.read()
+            if not ok:
+                return
+            yield SourceFrame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stamp_ns=time.time_ns(),
+                              new_clip=first)
+            first = False
+
+    def close(self) -> None:
+        self._cap.release()
 
 
 def detect_source_type(source: str) -> str:
