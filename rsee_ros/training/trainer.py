@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from rsee_ros.model import (
+    NEVER_EXIT,
     RSEEConfig,
     RSEEModel,
     TrainOutput,
@@ -567,7 +567,7 @@ class Trainer:
         for frames, labels, _ in loader:
             frames, labels = frames.to(self.device), labels.to(self.device)
             out = model.infer_batch(frames, exit_threshold=threshold)
-            full = model.infer_batch(frames, exit_threshold=math.inf)
+            full = model.infer_batch(frames, exit_threshold=NEVER_EXIT)
             correct += int((out.probabilities.argmax(-1) == labels).sum())
             correct_full += int((full.probabilities.argmax(-1) == labels).sum())
             gmacs += float(out.gmacs.sum())
