@@ -143,6 +143,18 @@ def test_each_stage_trains_its_parts_in_its_modes(
         assert groups[1]["lr"] == groups[0]["lr"] * config.stages.joint.selector_lr_scale
 
 
+def test_the_commands_parse_arguments_without_torch() -> None:
+    """``rsee train`` and ``rsee flops`` import torch only when they run."""
+    script = ("import argparse, sys\n"
+              "from rsee_ros.commands import flops, train\n"
+              "for module in (flops, train):\n"
+              "    module.add_arguments(argparse.ArgumentParser())\n"
+              "assert 'torch' not in sys.modules, sorted(sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_stage_alone_needs_the_previous_stage(tmp_path: Path, tiny_data: Path) -> None:
     config = tiny_config(tmp_path, tiny_data)
     with pytest.raises(FileNotFoundError, match="run that stage first"):

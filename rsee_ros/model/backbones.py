@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+from rsee_ros.model.config import BACKBONE_NAMES
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -86,6 +88,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet34": BackboneSpec("resnet34", _resnet(models.resnet34), 512, False),
     "resnet50": BackboneSpec("resnet50", _resnet(models.resnet50), 2048, False),
 }
+assert tuple(BACKBONES) == BACKBONE_NAMES, "register a backbone in both places"
 
 
 def backbone_spec(name: str) -> BackboneSpec:
