@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rsee_ros.model import CheckpointError, RSEEConfig, build_rsee, load_checkpoint, save_checkpoint
+from rsee_ros.model import (
+    NEVER_EXIT,
+    CheckpointError,
+    RSEEConfig,
+    build_rsee,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CONFIG = RSEEConfig(num_classes=3, resolutions=(64, 48), selector_hidden=16,
                     accumulator_hidden=16)
@@ -36,8 +43,8 @@ def test_round_trip_keeps_weights_labels_and_flops(tmp_path: Path, model, half: 
     assert loaded.metadata == {"epochs": 3}
     assert loaded.model.flops == model.flops
     frames = torch.randn(2, 4, 3, 64, 64)
-    expected = model.infer_batch(frames, exit_threshold=2.0)
-    actual = loaded.model.infer_batch(frames, exit_threshold=2.0)
+    expected = model.infer_batch(frames, exit_threshold=NEVER_EXIT)
+    actual = loaded.model.infer_batch(frames, exit_threshold=NEVER_EXIT)
     tolerance = 1e-2 if half else 1e-6
     assert torch.allclose(expected.probabilities, actual.probabilities, atol=tolerance)
     for key, value in model.state_dict().items():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from rsee_ros.model.backbones import BACKBONES
+from rsee_ros.model.config import BACKBONE_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of ``rsee flops``."""
-    parser.add_argument("--backbone", default="mobilenet_v2", choices=sorted(BACKBONES))
+    parser.add_argument("--backbone", default="mobilenet_v2", choices=BACKBONE_NAMES)
     parser.add_argument(
         "--resolutions", type=int, nargs="+", default=[224, 168, 112, 84], metavar="PX",
         help="resolutions in pixels, highest first (default: 224 168 112 84)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from rsee_ros.training.config import STAGES
+from rsee_ros.training.stage_names import STAGES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print the final checkpoint's path."""
-    from rsee_ros.training import Trainer, load_train_config
+    from rsee_ros.training.config import load_train_config
+    from rsee_ros.training.trainer import Trainer
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = load_train_config(args.config, args.overrides)

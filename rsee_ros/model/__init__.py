@@ -1,41 +1,41 @@
-"""The RSEE model library: pure PyTorch, importable without ROS."""
+"""The RSEE model library: pure PyTorch, importable without ROS.
 
-from rsee_ros.model.backbones import BACKBONES, backbone_spec
-from rsee_ros.model.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    resolve_device,
-    save_checkpoint,
-)
-from rsee_ros.model.config import RSEEConfig
-from rsee_ros.model.flops import FlopsTable
-from rsee_ros.model.rsee import (
-    BatchInference,
-    InferenceSettings,
-    RSEEModel,
-    TrainOutput,
-    build_rsee,
-    resize_frames,
-)
-from rsee_ros.model.streaming import FrameStep, StreamingSession
+Names are imported on first use, so that importing a light module of the package (e.g.
+``rsee_ros.model.config`` in the command line's argument parsers) does not import torch.
+"""
 
-__all__ = [
-    "BACKBONES",
-    "BatchInference",
-    "Checkpoint",
-    "CheckpointError",
-    "FlopsTable",
-    "FrameStep",
-    "InferenceSettings",
-    "RSEEConfig",
-    "RSEEModel",
-    "StreamingSession",
-    "TrainOutput",
-    "backbone_spec",
-    "build_rsee",
-    "load_checkpoint",
-    "resize_frames",
-    "resolve_device",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# defining module -> the public names it gives the package
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "backbones": ("BACKBONES", "backbone_spec"),
+    "build": ("build_rsee",),
+    "checkpoint": ("Checkpoint", "CheckpointError", "load_checkpoint", "resolve_device",
+                   "save_checkpoint"),
+    "config": ("RSEEConfig",),
+    "flops": ("FlopsTable",),
+    "gate": ("NEVER_EXIT",),
+    "outputs": ("BatchInference", "TrainOutput"),
+    "preprocess": ("resize_frames",),
+    "rsee": ("RSEEModel",),
+    "settings": ("InferenceSettings",),
+    "streaming": ("FrameStep", "StreamingSession"),
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOME))

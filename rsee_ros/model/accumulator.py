@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+AccumulatorState = tuple[torch.Tensor, torch.Tensor]
+"""``(summary, count)`` of the frames folded in so far."""
+
 
 class FeatureAccumulator(nn.Module):
     """Running mean, running max or a GRU over per-frame features, with a classifier head.
@@ -27,7 +30,7 @@ class FeatureAccumulator(nn.Module):
         """Size of the video representation an accumulator of ``kind`` reads out."""
         return hidden_size if kind == "gru" else feature_dim
 
-    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(self, batch: int, device: torch.device) -> AccumulatorState:
         """Empty state: nothing processed yet."""
         summary = torch.zeros(batch, self.state_dim, device=device)
         if self.kind == "max":
@@ -36,10 +39,10 @@ class FeatureAccumulator(nn.Module):
 
     def update(
         self,
-        state: tuple[torch.Tensor, torch.Tensor],
+        state: AccumulatorState,
         features: torch.Tensor,
         weight: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> AccumulatorState:
         """Fold in one frame's features for rows with ``weight`` > 0."""
         summary, count = state
         weight = weight.view(-1, 1).to(features.dtype)
@@ -55,13 +58,13 @@ class FeatureAccumulator(nn.Module):
         summary = weight * updated + (1 - weight) * summary if self.kind != "mean" else updated
         return summary, new_count
 
-    def readout(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def readout(self, state: AccumulatorState) -> torch.Tensor:
         """The video representation so far (zeros before any frame)."""
         summary, count = state
         if self.kind == "max":
             return torch.where(count > 0, summary, torch.zeros_like(summary))
         return summary
 
-    def classify(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def classify(self, state: AccumulatorState) -> torch.Tensor:
         """Class logits from the accumulated state."""
         return self.head(self.readout(state))

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision import models
 
+from rsee_ros.model.config import BACKBONE_NAMES
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -86,6 +88,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet34": BackboneSpec("resnet34", _resnet(models.resnet34), 512, False),
     "resnet50": BackboneSpec("resnet50", _resnet(models.resnet50), 2048, False),
 }
+assert tuple(BACKBONES) == BACKBONE_NAMES, "register a backbone in both places"
 
 
 def backbone_spec(name: str) -> BackboneSpec:
@@ -187,6 +190,7 @@ class PerResolutionBackbones(nn.Module):
         super().__init__()
         specs = [backbone_spec(name) for name in names]
         self.names = names
+        self.num_resolutions = len(names)
         self.feature_dim = specs[0].feature_dim
         self.nets = nn.ModuleList(spec.factory() for spec in specs)
         self.projections = nn.ModuleList(
@@ -202,6 +206,10 @@ class PerResolutionBackbones(nn.Module):
     def feature_map(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Unpooled feature map of the backbone assigned to ``resolution_index``."""
         return self.nets[resolution_index].feature_map(x)
+
+
+Backbone = MultiResolutionBackbone | PerResolutionBackbones
+"""The backbones an RSEE model can have: shared with switchable BatchNorm, or one per resolution."""
 
 
 def plain_feature_extractor(name: str) -> nn.Module:

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from rsee_ros.model.build import build_rsee
 from rsee_ros.model.config import RSEEConfig
 from rsee_ros.model.flops import FlopsTable
 from rsee_ros.model.rsee import RSEEModel
@@ -131,7 +132,7 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
         )
     if list(payload.get("resolutions", config.resolutions)) != list(config.resolutions):
         raise CheckpointError(path, "resolutions do not match the configuration")
-    model = RSEEModel(config)
+    model = build_rsee(config)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

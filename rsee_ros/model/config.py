@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+BACKBONE_NAMES = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
+"""The registered backbones (:data:`rsee_ros.model.backbones.BACKBONES`), named without torch."""
 BACKBONE_MODES = ("shared", "per_resolution")
 ACCUMULATORS = ("mean", "max", "gru")
 GATES = ("confidence", "learned")
@@ -68,6 +70,9 @@ class RSEEConfig:
             self.skip_steps
         ):
             raise ValueError(f"skip_steps must be distinct positive integers: {self.skip_steps}")
+        for name in (self.backbone, self.selector_backbone, *self.per_resolution_backbones):
+            if name not in BACKBONE_NAMES:
+                raise ValueError(f"unknown backbone {name!r}; choose from {list(BACKBONE_NAMES)}")
         if self.backbone_mode not in BACKBONE_MODES:
             raise ValueError(f"backbone_mode must be one of {BACKBONE_MODES}")
         if self.per_resolution_backbones and len(self.per_resolution_backbones) != len(

@@ -6,13 +6,17 @@ stored in multiply-accumulates (FLOPs / 2) and reported as "GFLOPs" the way the 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+if TYPE_CHECKING:
+    from rsee_ros.model.rsee import RSEEModel
 
 
 def count_gmacs(fn: Callable[[], Any]) -> float:
@@ -99,3 +103,62 @@ def backbone_gmacs(
     net = plain_feature_extractor(name)
     part = net if blocks is None else net.trunk[:blocks]
     return {r: module_gmacs(part, torch.zeros(1, 3, r, r)) for r in resolutions}
+
+
+def count_model_flops(model: RSEEModel) -> FlopsTable:
+    """Count every part's GMACs per frame of an RSEE model with torch's flop counter.
+
+    Counting runs on fresh CPU copies of the parts (costs do not depend on weights), so the
+    model itself is left where it is.
+    """
+    from rsee_ros.model.backbones import PerResolutionBackbones
+
+    cfg = model.config
+    names = cfg.backbone_names()
+    if cfg.backbone_mode == "shared":
+        backbone = backbone_gmacs(cfg.backbone, cfg.resolutions)
+    else:
+        assert isinstance(model.backbone, PerResolutionBackbones)
+        backbone = {
+            r: backbone_gmacs(name, (r,))[r]
+            for r, name in zip(cfg.resolutions, names, strict=True)
+        }
+        for index, r in enumerate(cfg.resolutions):
+            projection = model.backbone.projections[index]
+            if isinstance(projection, nn.Linear):
+                backbone[r] += module_gmacs(
+                    copy.deepcopy(projection).cpu(), torch.zeros(1, projection.in_features)
+                )
+    low = cfg.selector_resolution
+    reused_gmacs = None
+    if cfg.selector_blocks is not None:
+        selector_cnn = backbone_gmacs(cfg.backbone, (low,), blocks=cfg.selector_blocks)[low]
+        reused_gmacs = selector_cnn
+    elif cfg.selector_shares_backbone:
+        selector_cnn = backbone[low]
+    else:
+        selector_cnn = backbone_gmacs(cfg.selector_backbone, (low,))[low]
+    cpu = torch.device("cpu")
+    selector = copy.deepcopy(model.selector).cpu().eval()
+    sel_state = selector.initial_state(1, cpu)
+    feature = torch.zeros(1, selector.rnn.input_size)
+    selector_rnn = count_gmacs(lambda: selector.step(feature, sel_state))
+    accumulator = copy.deepcopy(model.accumulator).cpu().eval()
+    gate = copy.deepcopy(model.exit_gate).cpu().eval()
+    acc_state = accumulator.initial_state(1, cpu)
+    features = torch.zeros(1, model.backbone.feature_dim)
+
+    def head_step() -> None:
+        new = accumulator.update(acc_state, features, torch.ones(1))
+        accumulator.classify(new)
+        representation = accumulator.readout(new)
+        gate(representation, representation)
+
+    return FlopsTable(
+        backbone=backbone,
+        selector=selector_cnn + selector_rnn,
+        head=count_gmacs(head_step),
+        selector_reuses_backbone=cfg.selector_shares_backbone,
+        details={"selector_cnn": selector_cnn, "selector_rnn": selector_rnn},
+        reused_gmacs=reused_gmacs,
+    )

@@ -1,14 +1,16 @@
 """Frame preprocessing shared by training, evaluation and the ROS node.
 
 The test-time transform of the papers: resize the shorter side to ``size * 256 / 224``, centre
-crop ``size x size``, scale to [0, 1] and normalise with the ImageNet mean and std. Only torch,
-numpy and torchvision are imported here, so the model and the ROS node can use it freely.
+crop ``size x size``, scale to [0, 1] and normalise with the ImageNet mean and std; and
+:func:`resize_frames`, the model's own resizing of normalised frames to each resolution. Only
+torch, numpy and torchvision are imported here, so the model and the ROS node can use it freely.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as nnf
 from torchvision.transforms.v2 import functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -57,3 +59,14 @@ def frame_to_tensor(rgb: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     if rgb.ndim != 3:
         raise ValueError(f"expected one (H, W, 3) frame, got shape {tuple(rgb.shape)}")
     return frames_to_tensor(rgb[None], size)[0]
+
+
+def resize_frames(frames: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Resize normalised ``(N, 3, S, S)`` frames to ``resolution`` (bilinear with antialiasing),
+    as the model does for each of its resolutions."""
+    if frames.shape[-1] == resolution and frames.shape[-2] == resolution:
+        return frames
+    return nnf.interpolate(
+        frames, size=(resolution, resolution), mode="bilinear", align_corners=False,
+        antialias=True,
+    )

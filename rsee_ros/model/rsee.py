@@ -1,165 +1,57 @@
-"""The RSEE model: resolution selector, backbone, accumulator and exit gate.
+"""The RSEE model: resolution selector, backbone, accumulator and exit gate, assembled.
 
-Inference advances a batch of videos one time step at a time with :meth:`RSEEModel.advance`;
+:func:`rsee_ros.model.build.build_rsee` builds the parts from an :class:`RSEEConfig` and hands
+them to :class:`RSEEModel`. Both entry points follow the per-step plan of
+:mod:`rsee_ros.model.step` and differ only in how the decision is made and what they record:
+:meth:`RSEEModel.advance` (inference, hard decisions) advances a batch of videos one time step;
 the streaming API (:class:`rsee_ros.model.streaming.StreamingSession`) calls it with a batch of
-one, and :meth:`RSEEModel.infer_batch` calls it for each of the T steps, so both make the same
-decisions by construction.
+one and :meth:`RSEEModel.infer_batch` for each of the T steps, so both make the same decisions
+by construction. :meth:`RSEEModel.forward_train` runs whole clips with straight-through
+Gumbel-softmax decisions.
 """
 
 from __future__ import annotations
-
-import copy
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsee_ros.model import step
 from rsee_ros.model.accumulator import FeatureAccumulator
-from rsee_ros.model.backbones import (
-    MultiResolutionBackbone,
-    PerResolutionBackbones,
-    backbone_spec,
-    plain_feature_extractor,
-)
+from rsee_ros.model.backbones import Backbone
 from rsee_ros.model.config import RSEEConfig
-from rsee_ros.model.flops import FlopsTable, backbone_gmacs, count_gmacs, module_gmacs
-from rsee_ros.model.gate import LearnedExitGate, confidence_exit_score, should_exit
-from rsee_ros.model.selector import (
-    ResolutionSelector,
-    SelectorState,
-    gumbel_decision,
-    masked_argmax,
-)
-
-POLICIES = ("learned", "uniform", "random")
-
-
-def resize_frames(frames: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Resize ``(N, 3, S, S)`` frames to ``resolution`` (bilinear with antialiasing)."""
-    if frames.shape[-1] == resolution and frames.shape[-2] == resolution:
-        return frames
-    return F.interpolate(
-        frames, size=(resolution, resolution), mode="bilinear", align_corners=False,
-        antialias=True,
-    )
-
-
-@dataclass(frozen=True)
-class InferenceSettings:
-    """Runtime knobs; none of them is baked into the weights.
-
-    ``exit_threshold``: exit once the gate's score (max softmax for the confidence rule, exit
-    probability for the learned gate) reaches it; 0 exits after the first processed frame, any
-    value above 1 never exits early. ``allowed_resolutions`` restricts the selector (None: all).
-    ``policy``: ``learned`` (the selector), ``uniform`` (every frame at ``fixed_resolution``, no
-    selector cost) or ``random`` (uniformly random allowed actions; ``seed``).
-    """
-
-    exit_threshold: float = 0.9
-    allowed_resolutions: tuple[int, ...] | None = None
-    skip_enabled: bool = True
-    gate: str | None = None
-    policy: str = "learned"
-    fixed_resolution: int | None = None
-    seed: int = 0
-
-    def with_changes(self, **changes: object) -> InferenceSettings:
-        """A copy with some fields replaced."""
-        return replace(self, **changes)
-
-
-@dataclass
-class VideoState:
-    """Per-video inference state for a batch of ``B`` videos (all tensors have B rows)."""
-
-    selector: SelectorState
-    accumulator: tuple[torch.Tensor, torch.Tensor]
-    skip_left: torch.Tensor
-    exited: torch.Tensor
-    processed: torch.Tensor
-    gmacs: torch.Tensor
-    logits: torch.Tensor
-    step: int = 0
-    generator: torch.Generator | None = None
-
-
-@dataclass
-class StepResult:
-    """What happened to frame ``step`` of each video in the batch."""
-
-    step: int
-    looked_at: torch.Tensor
-    resolution: torch.Tensor
-    processed: torch.Tensor
-    exited: torch.Tensor
-    logits: torch.Tensor
-    gmacs: torch.Tensor
-
-
-@dataclass
-class BatchInference:
-    """Result of :meth:`RSEEModel.infer_batch` for ``B`` videos of ``T`` frames."""
-
-    resolutions: torch.Tensor
-    looked_at: torch.Tensor
-    probabilities: torch.Tensor
-    exit_step: torch.Tensor
-    exited_early: torch.Tensor
-    frames_processed: torch.Tensor
-    gmacs: torch.Tensor
-    step_logits: torch.Tensor = field(repr=False)
-
-
-@dataclass
-class TrainOutput:
-    """Differentiable outputs of :meth:`RSEEModel.forward_train` for ``B`` videos, ``T`` steps."""
-
-    step_logits: torch.Tensor
-    decisions: torch.Tensor
-    looked_at: torch.Tensor
-    processed: torch.Tensor
-    representations: torch.Tensor
-    exit_logits: torch.Tensor
-    gmacs: torch.Tensor
-    features: torch.Tensor
+from rsee_ros.model.flops import FlopsTable, count_model_flops
+from rsee_ros.model.gate import LearnedExitGate, exit_score, should_exit
+from rsee_ros.model.outputs import BatchInference, StepResult, TrainOutput, VideoState
+from rsee_ros.model.preprocess import resize_frames
+from rsee_ros.model.selector import ResolutionSelector, gumbel_decision, masked_argmax
+from rsee_ros.model.settings import InferenceSettings
 
 
 class RSEEModel(nn.Module):
-    """Adaptive resolution selection with conditional early exiting over a 2D CNN backbone."""
+    """Adaptive resolution selection with conditional early exiting over a 2D CNN backbone.
 
-    def __init__(self, config: RSEEConfig) -> None:
+    The parts are built by :func:`~rsee_ros.model.build.build_rsee` (or by hand, for
+    experiments) and checked against ``config``; their attribute names are the state-dict
+    prefixes (``backbone.``, ``selector.``, ``accumulator.``, ``exit_gate.``).
+    """
+
+    def __init__(
+        self,
+        config: RSEEConfig,
+        *,
+        backbone: Backbone,
+        selector: ResolutionSelector,
+        accumulator: FeatureAccumulator,
+        exit_gate: LearnedExitGate,
+    ) -> None:
         super().__init__()
+        _check_parts(config, backbone, selector, accumulator, exit_gate)
         self.config = config
-        names = config.backbone_names()
-        if config.backbone_mode == "shared":
-            self.backbone: nn.Module = MultiResolutionBackbone(names[0], config.num_resolutions)
-        else:
-            self.backbone = PerResolutionBackbones(names)
-        feature_dim = self.backbone.feature_dim
-        if config.selector_blocks is not None:
-            selector_cnn = None
-            selector_dim = self.backbone.net.channels_after(config.selector_blocks)
-        elif config.selector_shares_backbone:
-            selector_cnn, selector_dim = None, feature_dim
-        else:
-            selector_cnn = plain_feature_extractor(config.selector_backbone)
-            selector_dim = backbone_spec(config.selector_backbone).feature_dim
-        if config.selector_sees_state:
-            selector_dim += FeatureAccumulator.state_size(
-                config.accumulator, feature_dim, config.accumulator_hidden
-            )
-        self.selector = ResolutionSelector(
-            cnn=selector_cnn, feature_dim=selector_dim, hidden_size=config.selector_hidden,
-            num_actions=config.num_actions, rnn=config.selector_rnn,
-        )
-        self.accumulator = FeatureAccumulator(
-            kind=config.accumulator, feature_dim=feature_dim,
-            hidden_size=config.accumulator_hidden, num_classes=config.num_classes,
-            dropout=config.dropout,
-        )
-        self.exit_gate = LearnedExitGate(self.accumulator.state_dim, config.gate_hidden)
+        self.backbone = backbone
+        self.selector = selector
+        self.accumulator = accumulator
+        self.exit_gate = exit_gate
         self.register_buffer(
             "skip_steps", torch.tensor(config.skip_steps or (1,), dtype=torch.long),
             persistent=False,
@@ -184,59 +76,8 @@ class RSEEModel(nn.Module):
         self._flops = table
 
     def count_flops(self) -> FlopsTable:
-        """Count every module's GMACs per frame with torch's flop counter.
-
-        Counting runs on fresh CPU copies of the parts (costs do not depend on weights), so the
-        model itself is left where it is.
-        """
-        cfg = self.config
-        names = cfg.backbone_names()
-        if cfg.backbone_mode == "shared":
-            backbone = backbone_gmacs(cfg.backbone, cfg.resolutions)
-        else:
-            backbone = {
-                r: backbone_gmacs(name, (r,))[r]
-                for r, name in zip(cfg.resolutions, names, strict=True)
-            }
-            for index, r in enumerate(cfg.resolutions):
-                projection = self.backbone.projections[index]
-                if isinstance(projection, nn.Linear):
-                    backbone[r] += module_gmacs(
-                        copy.deepcopy(projection).cpu(), torch.zeros(1, projection.in_features)
-                    )
-        low = cfg.selector_resolution
-        reused_gmacs = None
-        if cfg.selector_blocks is not None:
-            selector_cnn = backbone_gmacs(cfg.backbone, (low,), blocks=cfg.selector_blocks)[low]
-            reused_gmacs = selector_cnn
-        elif cfg.selector_shares_backbone:
-            selector_cnn = backbone[low]
-        else:
-            selector_cnn = backbone_gmacs(cfg.selector_backbone, (low,))[low]
-        cpu = torch.device("cpu")
-        selector = copy.deepcopy(self.selector).cpu().eval()
-        sel_state = selector.initial_state(1, cpu)
-        feature = torch.zeros(1, selector.rnn.input_size)
-        selector_rnn = count_gmacs(lambda: selector.step(feature, sel_state))
-        accumulator = copy.deepcopy(self.accumulator).cpu().eval()
-        gate = copy.deepcopy(self.exit_gate).cpu().eval()
-        acc_state = accumulator.initial_state(1, cpu)
-        features = torch.zeros(1, self.backbone.feature_dim)
-
-        def head_step() -> None:
-            new = accumulator.update(acc_state, features, torch.ones(1))
-            accumulator.classify(new)
-            representation = accumulator.readout(new)
-            gate(representation, representation)
-
-        return FlopsTable(
-            backbone=backbone,
-            selector=selector_cnn + selector_rnn,
-            head=count_gmacs(head_step),
-            selector_reuses_backbone=cfg.selector_shares_backbone,
-            details={"selector_cnn": selector_cnn, "selector_rnn": selector_rnn},
-            reused_gmacs=reused_gmacs,
-        )
+        """Count every part's GMACs per frame (:func:`rsee_ros.model.flops.count_model_flops`)."""
+        return count_model_flops(self)
 
     def frame_features(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Backbone features ``(N, D)`` of ``(N, 3, S, S)`` frames at one of the resolutions."""
@@ -247,41 +88,6 @@ class RSEEModel(nn.Module):
         """Unpooled backbone feature map of ``(N, 3, S, S)`` frames at one resolution."""
         resolution = self.config.resolutions[resolution_index]
         return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
-
-    def selector_look(
-        self, frames: torch.Tensor, representation: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the selector sees of ``(N, 3, S, S)`` frames, and what the lowest resolution
-        can reuse of that look.
-
-        The selector looks at the frames at the lowest resolution (through its own CNN, the
-        whole backbone, or the backbone's first ``selector_blocks``), plus the accumulated
-        ``representation`` when ``selector_sees_state`` (``None`` otherwise; it is not
-        read). The reusable part (``None`` for a
-        separate selector CNN) goes to :meth:`reuse_features`.
-        """
-        cfg = self.config
-        low = resize_frames(frames, cfg.selector_resolution)
-        low_index = cfg.num_resolutions - 1
-        reusable: torch.Tensor | None
-        if cfg.selector_blocks is not None:
-            reusable = self.backbone.partial(low, low_index, cfg.selector_blocks)
-            seen = reusable.mean(dim=(2, 3))
-        elif cfg.selector_shares_backbone:
-            reusable = seen = self.backbone(low, low_index)
-        else:
-            reusable, seen = None, self.selector.features(low)
-        if cfg.selector_sees_state:
-            assert representation is not None, "selector_sees_state needs the representation"
-            seen = torch.cat([seen, representation.detach()], 1)
-        return seen, reusable
-
-    def reuse_features(self, reusable: torch.Tensor) -> torch.Tensor:
-        """Lowest-resolution backbone features from the selector's look at the same frames."""
-        cfg = self.config
-        if cfg.selector_blocks is None:
-            return reusable
-        return self.backbone.finish(reusable, cfg.num_resolutions - 1, cfg.selector_blocks)
 
     def action_mask(self, settings: InferenceSettings) -> torch.Tensor:
         """Boolean ``(A,)`` mask of the actions the settings allow (at least one resolution)."""
@@ -302,20 +108,18 @@ class RSEEModel(nn.Module):
             allowed[cfg.num_resolutions:] = False
         return allowed.to(self.device)
 
-    def _check_settings(self, settings: InferenceSettings) -> None:
-        if settings.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {settings.policy!r}")
-        if settings.gate not in (None, "confidence", "learned"):
-            raise ValueError(f"gate must be 'confidence' or 'learned', got {settings.gate!r}")
-        if settings.policy == "uniform":
-            fixed = settings.fixed_resolution or self.config.max_resolution
-            if fixed not in self.config.resolutions:
-                raise ValueError(f"fixed_resolution {fixed} is not one of the model's")
+    def _fixed_index(self, settings: InferenceSettings) -> int:
+        """Resolution index of the ``uniform`` policy."""
+        fixed = settings.fixed_resolution or self.config.max_resolution
+        if fixed not in self.config.resolutions:
+            raise ValueError(f"fixed_resolution {fixed} is not one of the model's")
+        return self.config.resolutions.index(fixed)
 
     # -------------------------------------------------------------- inference
     def initial_state(self, batch: int, settings: InferenceSettings) -> VideoState:
         """Fresh state for ``batch`` videos."""
-        self._check_settings(settings)
+        if settings.policy == "uniform":
+            self._fixed_index(settings)  # refuse a resolution the model lacks up front
         device = self.device
         generator = None
         if settings.policy == "random":
@@ -339,90 +143,83 @@ class RSEEModel(nn.Module):
         settings: InferenceSettings,
         action_mask: torch.Tensor | None = None,
     ) -> StepResult:
-        """Feed frame ``state.step`` of each video: select, process, accumulate, decide to exit.
+        """Feed frame ``state.step`` of each video: look, decide, process, accumulate, exit.
 
         ``frames`` is ``(B, 3, S, S)``; ``state`` is updated in place. Videos that exited, or are
-        inside a skip, are not looked at and cost nothing.
+        inside a skip, are not looked at and cost nothing. Only the looked-at rows are computed.
         """
         cfg = self.config
         num_res = cfg.num_resolutions
-        device = frames.device
         allowed = self.action_mask(settings) if action_mask is None else action_mask
-        batch = frames.shape[0]
-        look = (state.skip_left == 0) & ~state.exited
-        actions = torch.full((batch,), -1, dtype=torch.long, device=device)
-        gmacs = torch.zeros(batch, dtype=torch.float64, device=device)
-        reusable: torch.Tensor | None = None
-        rows = look.nonzero().squeeze(1)
-        if rows.numel():
-            if settings.policy == "learned":
-                representation = (self.accumulator.readout(state.accumulator)[rows]
-                                  if cfg.selector_sees_state else None)
-                seen, looked = self.selector_look(frames[rows], representation)
-                sel_state = tuple(s[rows] for s in state.selector)
-                logits, new_sel = self.selector.step(seen, sel_state)
-                for full, new in zip(state.selector, new_sel, strict=True):
-                    full[rows] = new
-                actions[rows] = masked_argmax(logits, allowed.unsqueeze(0))
-                gmacs[rows] += self.flops.selector
-                if looked is not None and rows.numel() == batch:
-                    reusable = looked  # every video looked (one stream): no scatter copy
-                elif looked is not None:
-                    reusable = looked.new_zeros(batch, *looked.shape[1:])
-                    reusable[rows] = looked
-            elif settings.policy == "uniform":
-                fixed = settings.fixed_resolution or cfg.max_resolution
-                actions[rows] = cfg.resolutions.index(fixed)
-            else:
-                choices = allowed.nonzero().squeeze(1).cpu()
-                draw = torch.randint(len(choices), (rows.numel(),), generator=state.generator)
-                actions[rows] = choices[draw].to(device)
-        is_skip = look & (actions >= num_res)
-        skip_len = self.skip_steps[(actions - num_res).clamp(0, len(self.skip_steps) - 1)]
-        state.skip_left = torch.where(
-            look, torch.where(is_skip, skip_len - 1, 0), (state.skip_left - 1).clamp_min(0)
-        )
-        processed = look & (actions >= 0) & (actions < num_res)
-        features = torch.zeros(batch, self.backbone.feature_dim, device=device)
-        for index in range(num_res):
-            chosen = (processed & (actions == index)).nonzero().squeeze(1)
-            if not chosen.numel():
-                continue
-            reuse = reusable is not None and index == num_res - 1
-            if reuse:
-                features[chosen] = self.reuse_features(reusable[chosen])
-            else:
-                features[chosen] = self.frame_features(frames[chosen], index)
-            cost = self.flops.backbone_cost(cfg.resolutions[index], reused=reuse)
-            gmacs[chosen] += cost + self.flops.head
-        exited_now = torch.zeros(batch, dtype=torch.bool, device=device)
+        looked_at = (state.skip_left == 0) & ~state.exited
+        actions, backbone_pass = self._decide(state, frames, looked_at, settings, allowed)
+        state.skip_left = step.next_skip_left(
+            state.skip_left, looked_at, actions, self.skip_steps, num_res)
+        processed = looked_at & (actions < num_res)
+        features = step.process(self, frames, actions, looked_at, backbone_pass)
+        learned = settings.policy == "learned"  # only the learned policy looks through a CNN
+        costs = step.action_costs(
+            self, looks_through_backbone=learned and cfg.selector_shares_backbone,
+            dtype=torch.float64, device=frames.device)
+        gmacs = (looked_at.double() * (self.flops.selector if learned else 0.0)
+                 + torch.where(processed, costs[actions.clamp_min(0)], 0.0))
+        exited_now = torch.zeros_like(processed)
         if processed.any():
-            previous = self.accumulator.readout(state.accumulator)
-            new_acc = self.accumulator.update(state.accumulator, features, processed.float())
-            logits = self.accumulator.classify(new_acc)
-            current = self.accumulator.readout(new_acc)
-            if (settings.gate or cfg.gate) == "learned":
-                score = torch.sigmoid(self.exit_gate(current, previous))
-            else:
-                score = confidence_exit_score(logits)
+            folded = step.fold(self.accumulator, state.accumulator, features, processed.float())
+            score = exit_score(settings.gate or cfg.gate, self.exit_gate, folded.logits,
+                               folded.current, folded.previous)
             keep = processed.unsqueeze(1)
             state.accumulator = tuple(
                 torch.where(keep, new, old)
-                for new, old in zip(new_acc, state.accumulator, strict=True)
+                for new, old in zip(folded.state, state.accumulator, strict=True)
             )
-            state.logits = torch.where(keep, logits, state.logits)
+            state.logits = torch.where(keep, folded.logits, state.logits)
             exited_now = processed & should_exit(score, settings.exit_threshold)
         state.exited |= exited_now
         state.processed += processed.long()
         state.gmacs += gmacs
-        resolution_table = torch.tensor(cfg.resolutions + (0,), device=device)
+        resolution_table = torch.tensor(cfg.resolutions + (0,), device=frames.device)
         resolution = torch.where(processed, resolution_table[actions.clamp(0, num_res)], 0)
         result = StepResult(
-            step=state.step, looked_at=look, resolution=resolution, processed=processed,
+            step=state.step, looked_at=looked_at, resolution=resolution, processed=processed,
             exited=exited_now, logits=state.logits.clone(), gmacs=gmacs,
         )
         state.step += 1
         return result
+
+    def _decide(
+        self,
+        state: VideoState,
+        frames: torch.Tensor,
+        looked_at: torch.Tensor,
+        settings: InferenceSettings,
+        allowed: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Inference decision: the action ``(B,)`` of each looked-at row (-1 elsewhere) and the
+        look's backbone pass (batch-aligned; ``None`` without one). The learned policy looks
+        and takes the best allowed action, advancing the selector state of those rows."""
+        batch = frames.shape[0]
+        actions = torch.full((batch,), -1, dtype=torch.long, device=frames.device)
+        rows = looked_at.nonzero().squeeze(1)
+        if not rows.numel():
+            return actions, None
+        if settings.policy == "uniform":
+            actions[rows] = self._fixed_index(settings)
+            return actions, None
+        if settings.policy == "random":
+            choices = allowed.nonzero().squeeze(1).cpu()
+            draw = torch.randint(len(choices), (rows.numel(),), generator=state.generator)
+            actions[rows] = choices[draw].to(frames.device)
+            return actions, None
+        representation = (self.accumulator.readout(state.accumulator)[rows]
+                          if self.config.selector_sees_state else None)
+        look = step.look(self, frames[rows], representation)
+        logits, new_selector = self.selector.step(
+            look.seen, tuple(s[rows] for s in state.selector))
+        for full, new in zip(state.selector, new_selector, strict=True):
+            full[rows] = new
+        actions[rows] = masked_argmax(logits, allowed.unsqueeze(0))
+        return actions, step.spread_rows(look.backbone_pass, rows, batch)
 
     @torch.no_grad()
     def infer_batch(
@@ -435,23 +232,23 @@ class RSEEModel(nn.Module):
         state = self.initial_state(batch, settings)
         mask = self.action_mask(settings)
         exit_step = torch.full((batch,), steps - 1, dtype=torch.long, device=self.device)
-        resolutions, looked, step_logits = [], [], []
+        resolutions, looked_at, step_logits = [], [], []
         for t in range(steps):
             result = self.advance(state, frames[:, t], settings, mask)
             exit_step = torch.where(result.exited, t, exit_step)
             resolutions.append(result.resolution)
-            looked.append(result.looked_at)
+            looked_at.append(result.looked_at)
             step_logits.append(result.logits)
             if bool(state.exited.all()):
                 remaining = steps - t - 1
                 zeros = torch.zeros(batch, dtype=torch.long, device=self.device)
                 resolutions.extend([zeros] * remaining)
-                looked.extend([zeros.bool()] * remaining)
+                looked_at.extend([zeros.bool()] * remaining)
                 step_logits.extend([state.logits] * remaining)
                 break
         return BatchInference(
             resolutions=torch.stack(resolutions, 1),
-            looked_at=torch.stack(looked, 1),
+            looked_at=torch.stack(looked_at, 1),
             probabilities=torch.softmax(state.logits, -1),
             exit_step=exit_step,
             exited_early=state.exited,
@@ -478,7 +275,9 @@ class RSEEModel(nn.Module):
         resolution and mixes by the one-hot sample (AR-Net's exact estimator, L times the cost);
         by default only the chosen resolution runs and carries the straight-through weight.
         ``noise_scale`` scales the Gumbel noise (0: the argmax policy, still differentiable).
-        No early exit here: ``step_logits`` are the predictions after every step.
+        No early exit here: ``step_logits`` are the predictions after every step. Every row is
+        computed at every step (BatchNorm sees the whole batch) and masked by ``looked_at``.
+        The loop over the plan's steps stays in one piece, to be read against :meth:`advance`.
         """
         cfg = self.config
         num_res = cfg.num_resolutions
@@ -491,75 +290,40 @@ class RSEEModel(nn.Module):
         acc_state = self.accumulator.initial_state(batch, device)
         skip_left = torch.zeros(batch, dtype=torch.long, device=device)
         previous = self.accumulator.readout(acc_state)
-        table = self.flops
-        action_cost = torch.tensor(
-            [table.backbone_cost(r, reused=cfg.selector_shares_backbone and i == num_res - 1)
-             + table.head for i, r in enumerate(cfg.resolutions)]
-            + [0.0] * len(cfg.skip_steps),
-            device=device,
-        )
-        outs: dict[str, list[torch.Tensor]] = {
-            k: [] for k in ("logits", "decisions", "looked", "processed", "reps", "exit", "feats")
+        costs = step.action_costs(self, looks_through_backbone=cfg.selector_shares_backbone,
+                                  dtype=torch.float32, device=device)
+        steps_out: dict[str, list[torch.Tensor]] = {
+            k: [] for k in ("step_logits", "decisions", "looked_at", "processed",
+                            "representations", "exit_logits", "features")
         }
         gmacs = torch.zeros(batch, device=device)
         for t in range(steps):
             frame = frames[:, t]
-            look = skip_left == 0
-            seen, looked = self.selector_look(frame, previous)
-            logits, new_sel = self.selector.step(seen, sel_state)
+            looked_at = skip_left == 0
+            look = step.look(self, frame, previous)
+            logits, new_sel = self.selector.step(look.seen, sel_state)
             sel_state = tuple(
-                torch.where(look.unsqueeze(1), new, old)
+                torch.where(looked_at.unsqueeze(1), new, old)
                 for new, old in zip(new_sel, sel_state, strict=True)
             )
-            if temperature is None:
-                index = masked_argmax(logits, allowed.unsqueeze(0))
-                decision = F.one_hot(index, cfg.num_actions).float()
-            else:
-                decision = gumbel_decision(logits, allowed.unsqueeze(0), temperature,
-                                           noise_scale)
-            decision = decision * look.unsqueeze(1).float()
+            decision = _train_decision(logits, allowed, temperature, noise_scale)
+            decision = decision * looked_at.unsqueeze(1).float()
             action = decision.argmax(1)
-            is_skip = look & (action >= num_res)
-            skip_len = self.skip_steps[(action - num_res).clamp(0, len(self.skip_steps) - 1)]
-            skip_left = torch.where(
-                look, torch.where(is_skip, skip_len - 1, 0), (skip_left - 1).clamp_min(0)
-            )
-            features = torch.zeros(batch, self.backbone.feature_dim, device=device)
-            for index in range(num_res):
-                weight = decision[:, index]
-                rows = (
-                    torch.arange(batch, device=device) if compute_all_resolutions
-                    else (action == index).logical_and(look).nonzero().squeeze(1)
-                )
-                if not rows.numel():
-                    continue
-                if looked is not None and index == num_res - 1:
-                    part = self.reuse_features(looked[rows])
-                else:
-                    part = self.frame_features(frame[rows], index)
-                features = features.index_add(0, rows, part * weight[rows].unsqueeze(1))
+            skip_left = step.next_skip_left(skip_left, looked_at, action, self.skip_steps, num_res)
+            features = step.process(self, frame, action, looked_at, look.backbone_pass, decision,
+                                    every_row=compute_all_resolutions)
             processed = decision[:, :num_res].sum(1)
-            acc_state = self.accumulator.update(acc_state, features, processed)
-            current = self.accumulator.readout(acc_state)
-            outs["logits"].append(self.accumulator.classify(acc_state))
-            outs["exit"].append(self.exit_gate(current, previous))
-            previous = current
-            outs["decisions"].append(decision)
-            outs["looked"].append(look)
-            outs["processed"].append(processed)
-            outs["reps"].append(current)
-            outs["feats"].append(features)
-            gmacs = gmacs + look.float() * table.selector + decision @ action_cost
-        return TrainOutput(
-            step_logits=torch.stack(outs["logits"], 1),
-            decisions=torch.stack(outs["decisions"], 1),
-            looked_at=torch.stack(outs["looked"], 1),
-            processed=torch.stack(outs["processed"], 1),
-            representations=torch.stack(outs["reps"], 1),
-            exit_logits=torch.stack(outs["exit"], 1),
-            gmacs=gmacs,
-            features=torch.stack(outs["feats"], 1),
-        )
+            folded = step.fold(self.accumulator, acc_state, features, processed)
+            acc_state, previous = folded.state, folded.current
+            for key, value in (
+                ("step_logits", folded.logits),
+                ("exit_logits", self.exit_gate(folded.current, folded.previous)),
+                ("decisions", decision), ("looked_at", looked_at), ("processed", processed),
+                ("representations", folded.current), ("features", features),
+            ):
+                steps_out[key].append(value)
+            gmacs = gmacs + looked_at.float() * self.flops.selector + decision @ costs
+        return TrainOutput(gmacs=gmacs, **{k: torch.stack(v, 1) for k, v in steps_out.items()})
 
     def uniform_step_logits(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Predictions ``(B, T, C)`` after each frame when every frame is processed at one
@@ -576,50 +340,38 @@ class RSEEModel(nn.Module):
         return torch.stack(logits, 1)
 
 
-def build_rsee(
-    config: RSEEConfig, *, pretrained: bool | str = False
-) -> RSEEModel:
-    """Build an RSEE model; ``pretrained=True`` loads the ImageNet MobileNetV2 weights into every
-    MobileNetV2 part (backbone and selector CNN); a path loads a torchvision state dict into the
-    backbone instead (e.g. ResNet weights you have)."""
-    from rsee_ros.model.pretrained import (
-        default_mobilenet_v2_weights,
-        load_state_dict_file,
-        torchvision_to_trunk,
-    )
-
-    model = RSEEModel(config)
-    if pretrained is False:
-        return model
-    if pretrained is True:
-        if "mobilenet_v2" not in (*config.backbone_names(), config.selector_backbone):
-            return model
-        source = load_state_dict_file(default_mobilenet_v2_weights())
-        trunk = torchvision_to_trunk("mobilenet_v2", source)
-        names = config.backbone_names()
-    else:
-        source = load_state_dict_file(pretrained)
-        names = config.backbone_names()
-        trunk = torchvision_to_trunk(names[0], source)
-    _load_backbone_weights(model, names, trunk)
-    if (
-        pretrained is True
-        and model.selector.cnn is not None
-        and config.selector_backbone == "mobilenet_v2"
-    ):
-        model.selector.cnn.load_state_dict(trunk, strict=False)
-    return model
+def _train_decision(
+    logits: torch.Tensor, allowed: torch.Tensor, temperature: float | None, noise_scale: float
+) -> torch.Tensor:
+    """Training decision ``(B, A)``: a straight-through Gumbel-softmax sample, or with no
+    ``temperature`` the one-hot argmax (frozen selector)."""
+    if temperature is None:
+        return F.one_hot(masked_argmax(logits, allowed.unsqueeze(0)), logits.shape[-1]).float()
+    return gumbel_decision(logits, allowed.unsqueeze(0), temperature, noise_scale)
 
 
-def _load_backbone_weights(
-    model: RSEEModel, names: Sequence[str], trunk: dict[str, torch.Tensor]
+def _check_parts(
+    config: RSEEConfig,
+    backbone: Backbone,
+    selector: ResolutionSelector,
+    accumulator: FeatureAccumulator,
+    exit_gate: LearnedExitGate,
 ) -> None:
-    backbone = model.backbone
-    if isinstance(backbone, MultiResolutionBackbone):
-        backbone.load_plain_state_dict(trunk)
-        return
-    assert isinstance(backbone, PerResolutionBackbones)
-    wanted = names[0] if len(set(names)) == 1 else "mobilenet_v2"
-    for name, net in zip(names, backbone.nets, strict=True):
-        if name == wanted:
-            net.load_state_dict(trunk, strict=False)
+    """Refuse parts that do not fit ``config`` or each other (a ``ValueError`` naming each)."""
+    accumulator_input = (accumulator.gru.input_size if accumulator.gru is not None
+                         else accumulator.state_dim)
+    checks = {
+        "backbone resolutions": (backbone.num_resolutions, config.num_resolutions),
+        "selector input": (selector.rnn.input_size, step.look_size(config, backbone)),
+        "selector actions": (selector.policy.out_features, config.num_actions),
+        "selector has its own CNN": (selector.cnn is not None,
+                                     not config.selector_shares_backbone),
+        "accumulator kind": (accumulator.kind, config.accumulator),
+        "accumulator input": (accumulator_input, backbone.feature_dim),
+        "classes": (accumulator.head[-1].out_features, config.num_classes),
+        "exit gate input": (exit_gate.state_dim, accumulator.state_dim),
+    }
+    wrong = [f"{name} {got!r}, expected {want!r}"
+             for name, (got, want) in checks.items() if got != want]
+    if wrong:
+        raise ValueError("RSEEModel parts do not match the configuration: " + "; ".join(wrong))

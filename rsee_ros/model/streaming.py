@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rsee_ros.model.rsee import InferenceSettings, RSEEModel, VideoState
+from rsee_ros.model.outputs import VideoState
+from rsee_ros.model.rsee import RSEEModel
+from rsee_ros.model.settings import InferenceSettings
 
 
 @dataclass(frozen=True)

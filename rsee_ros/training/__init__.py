@@ -1,6 +1,11 @@
-"""Training: the three AR-Net/RSEE stages, exit-gate training and cross-resolution distillation."""
+"""Training: the three AR-Net/RSEE stages, exit-gate training and cross-resolution distillation.
 
-from rsee_ros.training.config import STAGES, TrainConfig, load_train_config
-from rsee_ros.training.trainer import Trainer
+:mod:`~rsee_ros.training.config` holds the typed configuration, :mod:`~rsee_ros.training.stages`
+one class per stage, :mod:`~rsee_ros.training.trainer` the trainer that runs them and
+:mod:`~rsee_ros.training.losses` the loss terms. This package module imports none of them (nor
+torch), so the command line can offer the stage names cheaply.
+"""
 
-__all__ = ["STAGES", "TrainConfig", "Trainer", "load_train_config"]
+from rsee_ros.training.stage_names import STAGES
+
+__all__ = ["STAGES"]

@@ -1,95 +1,172 @@
-"""Training configuration: a YAML file (``config/<name>.yaml``) plus ``key=value`` overrides."""
+"""Training configuration: typed sections, from a YAML file plus ``key=value`` overrides.
+
+Every section is a dataclass whose defaults are the only ones; ``model`` stays a free mapping of
+:class:`~rsee_ros.model.config.RSEEConfig` fields (validated when the model is built) and
+``data.options`` one of reader options. Loading refuses an unknown key anywhere, naming it
+with its dotted path and the closest known one. Checkpoints keep :meth:`TrainConfig.to_dict`
+(plain data, ``metadata["train_config"]``) and :meth:`TrainConfig.from_dict` reads it back.
+"""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 
-STAGES = ("warmup", "joint", "finetune", "gate")
+from rsee_ros.data.build import DataConfig
+from rsee_ros.model.config import RSEEConfig
+from rsee_ros.training.stage_names import STAGES
 
-DEFAULTS: dict[str, Any] = {
-    "name": "rsee",
-    "out_dir": "runs/rsee",
-    "seed": 0,
-    "device": "auto",
-    "threads": None,
-    "pretrained": True,
-    "model": {},
-    "data": {
-        "kind": "synthetic",
-        "root": "data/synthetic",
-        "split": 1,
-        "frames": 16,
-        "cache_dir": None,
-        "workers": 0,
-        "options": {},
-        "augment": None,
-    },
-    "train": {
-        "batch_size": 8,
-        "eval_batch_size": 16,
-        "amp": True,
-        "step_loss_weight": 0.5,
-        "grad_clip": 5.0,
-        "weight_decay": 1e-4,
-        "compute_all_resolutions": False,
-        "eval_threshold": 0.9,
-        "max_batches_per_epoch": None,
-        "freeze_blocks": 0,
-        "warmup_resolutions_per_batch": None,
-    },
-    "stages": {
-        "warmup": {"epochs": 5, "lr": 0.01},
-        "joint": {"epochs": 8, "lr": 0.001, "alpha": 0.1, "beta": 0.3, "tau0": 5.0,
-                  "tau_decay": 0.045, "selector_lr_scale": 10.0, "skip_bias_init": None,
-                  "flops_target": None, "noise_final": 1.0},
-        "finetune": {"epochs": 4, "lr": 0.0005},
-        "gate": {"epochs": 3, "lr": 0.001, "base_loss": 0.1, "cost_per_step": 0.05},
-    },
-    "distill": {"enabled": False, "teacher": "self", "feature_weight": 1.0},
-}
+MODEL_KEYS = tuple(f.name for f in fields(RSEEConfig) if f.name != "num_classes")
+
+
+@dataclass
+class TrainSettings:
+    """The ``train`` section: what every stage shares.
+
+    ``amp``: mixed precision (``true``: float16 on CUDA only; ``"bfloat16"``: on any device);
+    ``step_loss_weight``: share of the loss on the predictions after every step (early exits);
+    ``compute_all_resolutions``: AR-Net's exact estimator in the joint stage;
+    ``eval_threshold``: exit threshold of the test after each stage; ``freeze_blocks``: first
+    backbone blocks kept frozen; ``warmup_resolutions_per_batch``: resolutions a warm-up batch
+    trains (the highest plus a random sample; ``None``: all).
+    """
+
+    batch_size: int = 8
+    eval_batch_size: int = 16
+    amp: bool | str | None = True
+    step_loss_weight: float = 0.5
+    grad_clip: float = 5.0
+    weight_decay: float = 1e-4
+    compute_all_resolutions: bool = False
+    eval_threshold: float = 0.9
+    max_batches_per_epoch: int | None = None
+    freeze_blocks: int = 0
+    warmup_resolutions_per_batch: int | None = None
+
+
+@dataclass
+class WarmupSettings:
+    """``stages.warmup``: backbone and classifier at every resolution, no selector."""
+
+    epochs: int = 5
+    lr: float = 0.01
+
+
+@dataclass
+class JointSettings:
+    """``stages.joint``: selector and backbone together (Gumbel-softmax).
+
+    ``alpha``/``beta``: weights of the FLOPs and the usage-balance terms; ``tau0``/``tau_decay``:
+    Gumbel temperature ``tau0 * exp(-tau_decay * epoch)``; ``selector_lr_scale``: the
+    selector's learning rate relative to ``lr``; ``skip_bias_init``: initial policy bias of the
+    skips; ``flops_target``: a FLOPs budget (fraction of Uniform) instead of a plain penalty;
+    ``noise_final``: Gumbel noise scale of the last epoch (0: the argmax policy).
+    """
+
+    epochs: int = 8
+    lr: float = 0.001
+    alpha: float = 0.1
+    beta: float = 0.3
+    tau0: float = 5.0
+    tau_decay: float = 0.045
+    selector_lr_scale: float = 10.0
+    skip_bias_init: float | None = None
+    flops_target: float | None = None
+    noise_final: float = 1.0
+
+
+@dataclass
+class FinetuneSettings:
+    """``stages.finetune``: backbone and classifier under the frozen selector's decisions."""
+
+    epochs: int = 4
+    lr: float = 0.0005
+
+
+@dataclass
+class GateSettings:
+    """``stages.gate``: the learned exit gate on FrameExit-style pseudo labels (exiting at a
+    step is right when its loss is below ``base_loss + cost_per_step * step``)."""
+
+    epochs: int = 3
+    lr: float = 0.001
+    base_loss: float = 0.1
+    cost_per_step: float = 0.05
+
+
+StageSettings = WarmupSettings | JointSettings | FinetuneSettings | GateSettings
+
+
+@dataclass
+class StagesConfig:
+    """The ``stages`` section, one entry per stage, in the order they run."""
+
+    warmup: WarmupSettings = field(default_factory=WarmupSettings)
+    joint: JointSettings = field(default_factory=JointSettings)
+    finetune: FinetuneSettings = field(default_factory=FinetuneSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+
+    def of(self, stage: str) -> StageSettings:
+        """The settings of the stage named ``stage``."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+        return getattr(self, stage)
+
+
+assert tuple(f.name for f in fields(StagesConfig)) == STAGES
+
+
+@dataclass
+class DistillConfig:
+    """The ``distill`` section: ResKD's feature-map distillation in warm-up; ``teacher`` is
+    ``"self"`` (the model's own full-resolution pass) or a checkpoint path."""
+
+    enabled: bool = False
+    teacher: str = "self"
+    feature_weight: float = 1.0
 
 
 @dataclass
 class TrainConfig:
-    """A resolved training configuration (nested dicts; see ``DEFAULTS`` for every key)."""
+    """A resolved training configuration; ``source`` is the YAML file it came from."""
 
-    values: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
-    source: str | None = None
+    name: str = "rsee"
+    out_dir: str = "runs/rsee"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    pretrained: bool | str = True
+    model: dict[str, Any] = field(default_factory=dict, metadata={"keys": MODEL_KEYS})
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    stages: StagesConfig = field(default_factory=StagesConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    source: str | None = field(default=None, compare=False, metadata={"config": False})
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values[key]
-
-    def get(self, dotted: str) -> Any:
-        """Value at a dotted path such as ``stages.joint.alpha``."""
-        node: Any = self.values
-        for part in dotted.split("."):
-            node = node[part]
-        return node
-
-    @property
-    def out_dir(self) -> Path:
-        """Folder for the stages' checkpoints and logs."""
-        return Path(self.values["out_dir"])
+    def model_config(self, num_classes: int) -> RSEEConfig:
+        """The model's architecture for ``num_classes`` classes."""
+        return RSEEConfig(num_classes=num_classes, **self.model)
 
     def to_dict(self) -> dict[str, Any]:
-        """A deep copy, safe to store in checkpoints."""
-        return copy.deepcopy(self.values)
+        """Plain nested data (what checkpoints store as ``metadata["train_config"]``)."""
+        data = asdict(self)
+        del data["source"]
+        return data
 
-
-def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> None:
-    for key, value in update.items():
-        path = f"{where}{key}"
-        if key not in base and where not in ("model.", "data.options."):
-            raise ValueError(f"unknown configuration key {path!r}")
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, path + ".")
-        else:
-            base[key] = value
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (keys left out keep their defaults)."""
+        config = cls()
+        merge(config, data)
+        return config
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -102,7 +179,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then the overrides; unknown keys are errors."""
-    values = copy.deepcopy(DEFAULTS)
+    config = TrainConfig(source=str(path) if path is not None else None)
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -110,11 +187,103 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{path}: expected a mapping at the top level")
-        _merge(values, loaded)
+        merge(config, loaded)
     for text in overrides or []:
         keys, value = parse_override(text)
         update: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             update = {key: update}
-        _merge(values, update)
-    return TrainConfig(values=values, source=str(path) if path else None)
+        merge(config, update)
+    config.model_config(num_classes=2)  # architecture errors now, not after building data
+    return config
+
+
+# ------------------------------------------------------------------ loading
+def merge(section: Any, update: Mapping[str, Any], where: str = "") -> None:
+    """Set the values of ``update`` (nested mappings) on the dataclass ``section`` in place,
+    checking every key and value; ``where`` is the section's dotted path."""
+    if not isinstance(update, Mapping):
+        raise ValueError(f"configuration key {where.rstrip('.')!r} is a section: expected a "
+                         f"mapping, got {update!r}")
+    hints = typing.get_type_hints(type(section))
+    known = {f.name: f for f in fields(section) if f.metadata.get("config", True)}
+    for key, value in update.items():
+        dotted = f"{where}{key}"
+        if key not in known:
+            raise ValueError(_unknown(where, key, list(known)))
+        current = getattr(section, key)
+        if is_dataclass(current):
+            merge(current, value, dotted + ".")
+        else:
+            keys = known[key].metadata.get("keys")
+            setattr(section, key, _checked(value, hints[key], current, dotted, keys))
+
+
+def _unknown(where: str, key: str, known: list[str]) -> str:
+    """The message for ``key`` of the section at ``where``: the closest of its ``known`` keys
+    (compared without the shared prefix), else all of them."""
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = (f"did you mean {where + close[0]!r}?" if close
+            else "known here: " + ", ".join(where + k for k in known))
+    return f"unknown configuration key {where + key!r} ({hint})"
+
+
+def _checked(value: Any, hint: Any, current: Any, dotted: str,
+             keys: tuple[str, ...] | None) -> Any:
+    """``value`` as the field's type ``hint`` wants it (free mappings merge into ``current``);
+    a ``ValueError`` naming ``dotted`` otherwise."""
+    union = typing.get_origin(hint) in (Union, types.UnionType)
+    options = typing.get_args(hint) if union else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        base = typing.get_origin(option) or option
+        if base is dict and isinstance(value, Mapping):
+            merged = copy.deepcopy(current) if isinstance(current, dict) else {}
+            for key in value:
+                if keys is not None and key not in keys:
+                    raise ValueError(_unknown(f"{dotted}.", key, list(keys)))
+            _merge_free(merged, value)
+            return merged
+        if base is bool and isinstance(value, bool):
+            return value
+        if isinstance(value, bool):
+            continue
+        if base is int and (isinstance(value, int) or
+                            (isinstance(value, float) and value.is_integer())):
+            return int(value)
+        if base is float and isinstance(value, (int, float, str)):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                return float(value)
+            except ValueError:
+                continue
+        if base is str and isinstance(value, str):
+            return value
+    wanted = " or ".join("null" if o is type(None) else getattr(o, "__name__", str(o))
+                         for o in options)
+    raise ValueError(f"configuration key {dotted!r} must be {wanted}, got {value!r}")
+
+
+def _merge_free(base: dict[str, Any], update: Mapping[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _merge_free(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+
+
+__all__ = [
+    "STAGES",
+    "DataConfig",
+    "DistillConfig",
+    "FinetuneSettings",
+    "GateSettings",
+    "JointSettings",
+    "StageSettings",
+    "StagesConfig",
+    "TrainConfig",
+    "TrainSettings",
+    "WarmupSettings",
+    "load_train_config",
+    "parse_override",
+]

@@ -1,0 +1,77 @@
+"""What the RSEE model's entry points carry and return.
+
+``looked_at`` means the same in all of them: the frame was looked at, i.e. it was neither inside
+a skip nor after the video's exit, so the policy decided on it (for the learned policy: the
+selector ran on it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from rsee_ros.model.accumulator import AccumulatorState
+from rsee_ros.model.selector import SelectorState
+
+
+@dataclass
+class VideoState:
+    """Per-video inference state for a batch of ``B`` videos (all tensors have B rows)."""
+
+    selector: SelectorState
+    accumulator: AccumulatorState
+    skip_left: torch.Tensor
+    exited: torch.Tensor
+    processed: torch.Tensor
+    gmacs: torch.Tensor
+    logits: torch.Tensor
+    step: int = 0
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class StepResult:
+    """What happened to frame ``step`` of each video in the batch (:meth:`RSEEModel.advance`)."""
+
+    step: int
+    looked_at: torch.Tensor
+    resolution: torch.Tensor
+    processed: torch.Tensor
+    exited: torch.Tensor
+    logits: torch.Tensor
+    gmacs: torch.Tensor
+
+
+@dataclass
+class BatchInference:
+    """Result of :meth:`RSEEModel.infer_batch` for ``B`` videos of ``T`` frames."""
+
+    resolutions: torch.Tensor
+    looked_at: torch.Tensor
+    probabilities: torch.Tensor
+    exit_step: torch.Tensor
+    exited_early: torch.Tensor
+    frames_processed: torch.Tensor
+    gmacs: torch.Tensor
+    step_logits: torch.Tensor = field(repr=False)
+
+
+@dataclass
+class TrainOutput:
+    """Differentiable outputs of :meth:`RSEEModel.forward_train` for ``B`` videos, ``T`` steps.
+
+    ``decisions`` ``(B, T, A)`` are the (straight-through) one-hot actions, zero where the frame
+    was not looked at; ``processed`` ``(B, T)`` their resolution part (1 for a processed frame);
+    ``representations`` the accumulated representation after each step and ``exit_logits`` the
+    learned gate's logit there; ``gmacs`` ``(B,)`` the differentiable cost of each video.
+    """
+
+    step_logits: torch.Tensor
+    decisions: torch.Tensor
+    looked_at: torch.Tensor
+    processed: torch.Tensor
+    representations: torch.Tensor
+    exit_logits: torch.Tensor
+    gmacs: torch.Tensor
+    features: torch.Tensor
