@@ -26,13 +26,6 @@ sys.exit(status)
 """
 
 # Command modules that still import torch when imported (their owners are making them light).
-STILL_HEAVY = {
-    "train": "rsee_ros/commands/train.py imports rsee_ros.training.config at import time, and "
-             "the rsee_ros.training package imports its trainer (torch); remove this mark once "
-             "the light train command is merged",
-    "flops": "rsee_ros/commands/flops.py imports rsee_ros.model.backbones (torch) at import "
-             "time; remove this mark once the light flops command is merged",
-}
 
 
 def _help(*args: str) -> subprocess.CompletedProcess:
@@ -48,11 +41,7 @@ def test_top_level_help_does_not_import_torch() -> None:
         assert name in run.stdout
 
 
-@pytest.mark.parametrize("command", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=STILL_HEAVY[name]))
-    if name in STILL_HEAVY else name
-    for name in SUBCOMMANDS
-])
+@pytest.mark.parametrize("command", list(SUBCOMMANDS))
 def test_command_help_does_not_import_torch(command: str) -> None:
     run = _help(command)
     assert run.returncode == 0, run.stderr

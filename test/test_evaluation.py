@@ -119,9 +119,6 @@ def test_helpers() -> None:
         ("u", "x/u.pt", None), ("fe", "a/b.pt", "exit"), ("ar", "c.pt", None)]
 
 
-@pytest.mark.xfail(raises=ImportError, strict=True,
-                   reason="rsee_ros.model.gate.NEVER_EXIT arrives with the model's threshold "
-                   "change (another branch); remove this mark once it is merged")
 def test_never_is_the_models_never_exit() -> None:
     from rsee_ros.model.gate import NEVER_EXIT
 

@@ -22,7 +22,7 @@ from rsee_ros.pipeline.runner import (
 CONFIG = RSEEConfig(num_classes=3, resolutions=(64, 32), selector_hidden=16,
                     accumulator_hidden=16, selector_shares_backbone=True)
 CLASSES = ["wave", "clap", "jump"]
-NEVER = 1.0  # max softmax of this tiny model never reaches 1.0: no early exit
+NEVER = 1.0  # NEVER_EXIT: no early exit
 
 
 @pytest.fixture(scope="module")
@@ -200,15 +200,21 @@ def test_checkpoint_path_and_validation(model, tmp_path) -> None:
         RecognitionPipeline(model, CLASSES, PipelineSettings(max_resolution=16))
 
 
-def test_inference_overrides_for_baselines(model) -> None:
-    uniform = RecognitionPipeline(model, CLASSES, PipelineSettings(window_size=3),
-                                  inference_overrides={"policy": "uniform", "exit_threshold": 2.0})
+def test_the_uniform_policy_and_the_gate_are_settings(model) -> None:
+    uniform = RecognitionPipeline(model, CLASSES, PipelineSettings(
+        window_size=3, policy="uniform", exit_threshold=1.0))
     results = _feed(uniform, _frames(3))
     assert results[0].resolutions == [64, 64, 64] and not results[0].exited_early
-    uniform.update(top_k=2)  # live updates keep the overrides
-    assert uniform.inference_settings.policy == "uniform"
+    assert results[0].gflops == pytest.approx(model.flops.uniform_video(64, 3))  # no selector
+    uniform.update(top_k=2, max_resolution=32)  # the uniform policy takes the highest one left
     results = _feed(uniform, _frames(3), t0=0.3)
-    assert uniform.inference_settings.exit_threshold == 2.0 and len(results[0].top_k) == 2
+    assert results[0].resolutions == [32, 32, 32] and len(results[0].top_k) == 2
+    assert uniform.inference_settings.policy == "uniform"
+    learned = RecognitionPipeline(model, CLASSES, PipelineSettings(gate="learned"))
+    assert learned.inference_settings.gate == "learned"
+    for bad in (dict(policy="random"), dict(gate="sometimes")):
+        with pytest.raises(ValueError):
+            PipelineSettings(**bad)
 
 
 def test_percentile() -> None:

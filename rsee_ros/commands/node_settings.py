@@ -13,7 +13,7 @@ __all__ = ["NODE_PARAMS", "add_node_settings", "node_parameters", "pipeline_sett
 
 NODE_PARAMS = (
     "window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
-    "allowed_resolutions", "skip_enabled", "top_k", "min_confidence",
+    "allowed_resolutions", "skip_enabled", "top_k", "min_confidence", "policy", "gate",
 )
 """The node parameters that are pipeline settings."""
 
@@ -35,6 +35,10 @@ def add_node_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--top-k", type=int)
     group.add_argument("--min-confidence", type=float,
                        help="results below this confidence say 'unknown' (default 0: off)")
+    group.add_argument("--policy", choices=("learned", "uniform"),
+                       help="uniform: every frame at the highest allowed resolution (baseline)")
+    group.add_argument("--gate", choices=("confidence", "learned"),
+                       help="exit rule (default: the model's)")
 
 
 def node_parameters(path: str | Path, node_name: str = "rsee_node") -> dict[str, Any]:

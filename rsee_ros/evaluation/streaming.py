@@ -5,7 +5,7 @@ streaming half of ``rsee bench``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,16 +45,9 @@ def node_pipeline(
         window_size=frames, stride=0, frame_step=1, max_gap_s=0.0,
         exit_threshold=settings.exit_threshold, skip_enabled=settings.skip_enabled,
         allowed_resolutions=tuple(settings.allowed_resolutions or ()), top_k=1,
+        policy=settings.policy, gate=settings.gate or "",
     )
-    derived = pipe_settings.inference_settings(model.config.resolutions)
-    # PipelineSettings (the node's parameters) has no policy: the baselines' uniform policy at
-    # a fixed resolution goes in as the pipeline's inference overrides.
-    overrides = {
-        f.name: getattr(settings, f.name) for f in fields(InferenceSettings)
-        if getattr(settings, f.name) != getattr(derived, f.name)
-    }
-    pipe = RecognitionPipeline(model, list(class_names), pipe_settings,
-                               inference_overrides=overrides or None)
+    pipe = RecognitionPipeline(model, list(class_names), pipe_settings)
     if pipe.inference_settings != settings:
         raise RuntimeError(f"pipeline runs with {pipe.inference_settings}, wanted {settings}")
     return pipe

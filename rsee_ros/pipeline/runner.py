@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from rsee_ros.model import InferenceSettings, RSEEModel, StreamingSession, load_checkpoint
+from rsee_ros.model.config import GATES
 from rsee_ros.model.preprocess import frame_to_tensor
 from rsee_ros.pipeline.percentiles import percentile
 from rsee_ros.pipeline.windowing import (
@@ -84,6 +85,7 @@ __all__ = [
 ]
 
 EXIT = "exit"  # WindowResult.end_reason of a window stopped by the exit gate
+PIPELINE_POLICIES = ("learned", "uniform")
 UNKNOWN = "unknown"
 """``WindowResult.label`` (``class_id`` -1) of a result below ``min_confidence``."""
 
@@ -110,7 +112,10 @@ class PipelineSettings:
     it), ``allowed_resolutions`` (empty: all of the model's), ``max_resolution`` (cap; 0: none),
     ``skip_enabled`` (the selector may skip frames), ``top_k`` labels per result,
     ``min_confidence`` (0..1): a result less confident than this says :data:`UNKNOWN`
-    (``class_id`` -1; its ``top_k`` still lists the model's best guesses).
+    (``class_id`` -1; its ``top_k`` still lists the model's best guesses). ``policy``:
+    ``learned`` (the selector) or ``uniform`` (every frame at the highest resolution left, no
+    selector: the Uniform baseline); ``gate``: the exit rule, ``""`` for the model's own,
+    ``confidence`` or ``learned``.
     """
 
     window_size: int = 16
@@ -123,6 +128,8 @@ class PipelineSettings:
     skip_enabled: bool = True
     top_k: int = 5
     min_confidence: float = 0.0
+    policy: str = "learned"
+    gate: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -149,6 +156,11 @@ class PipelineSettings:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must be in [0, 1], got {self.min_confidence}")
+        if self.policy not in PIPELINE_POLICIES:
+            raise ValueError(f"policy must be one of {PIPELINE_POLICIES}, got {self.policy!r}")
+        if self.gate not in ("", *GATES):
+            raise ValueError(f"gate must be '' (the model's) or one of {GATES}, got "
+                             f"{self.gate!r}")
 
     def window_settings(self) -> WindowSettings:
         """The windowing part."""
@@ -178,10 +190,14 @@ class PipelineSettings:
     def inference_settings(self, model_resolutions: Sequence[int]) -> InferenceSettings:
         """The model's :class:`InferenceSettings` for these settings."""
         kept = self.resolutions_for(model_resolutions)
+        uniform = self.policy == "uniform"
         return InferenceSettings(
             exit_threshold=self.exit_threshold,
             allowed_resolutions=None if kept == tuple(model_resolutions) else kept,
             skip_enabled=self.skip_enabled,
+            policy=self.policy,
+            fixed_resolution=max(kept) if uniform else None,
+            gate=self.gate or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -305,10 +321,8 @@ class RecognitionPipeline:
 
     ``model_or_checkpoint`` is an :class:`RSEEModel` (with ``class_names``) or a checkpoint path
     (class names from the file unless given). ``device`` moves the model ("cpu", "cuda", a
-    ``torch.device``; None leaves it). ``inference_overrides`` are
-    :class:`~rsee_ros.model.InferenceSettings` fields applied on top of those derived from the
-    settings (benchmarks: ``policy="uniform"``, a threshold above 1 to never exit, ...).
-    ``clock`` (seconds, monotonic) is used for latencies and ``busy_s``. Not re-entrant: call
+    ``torch.device``; None leaves it). ``clock`` (seconds, monotonic) is used for latencies and
+    ``busy_s``. Not re-entrant: call
     :meth:`process` / :meth:`push` / :meth:`close` from one thread; :meth:`update`,
     :attr:`settings` and :meth:`stats` may be called from any thread.
     """
@@ -320,7 +334,6 @@ class RecognitionPipeline:
         settings: PipelineSettings | None = None,
         *,
         device: str | torch.device | None = None,
-        inference_overrides: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         recent: int = 512,
     ) -> None:
@@ -346,7 +359,6 @@ class RecognitionPipeline:
         self.resolutions = tuple(model.config.resolutions)
         self.input_size = model.config.max_resolution
         self._clock = clock
-        self._overrides = dict(inference_overrides or {})
         settings = settings or PipelineSettings()
         self._inference = self._derive(settings)  # validates
         self._settings = settings
@@ -388,8 +400,7 @@ class RecognitionPipeline:
         return new
 
     def _derive(self, settings: PipelineSettings) -> InferenceSettings:
-        inference = settings.inference_settings(self.resolutions)
-        return inference.with_changes(**self._overrides) if self._overrides else inference
+        return settings.inference_settings(self.resolutions)
 
     @property
     def inference_settings(self) -> InferenceSettings:

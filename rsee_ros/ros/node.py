@@ -171,6 +171,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     # allowed_resolutions is declared after the model is loaded (default: all of its resolutions).
     ParamSpec("skip_enabled", True, "Let the selector skip frames.", dynamic=True),
+    ParamSpec(
+        "policy",
+        "learned",
+        "learned: the selector picks a resolution or a skip per frame; uniform: every frame at "
+        "the highest allowed resolution, no selector (the Uniform baseline, for comparisons).",
+        dynamic=True,
+        constraints="learned or uniform",
+    ),
+    ParamSpec(
+        "gate",
+        "",
+        "Exit rule: empty for the model's own, confidence (the prediction's top probability) "
+        "or learned (the model's exit gate network).",
+        dynamic=True,
+        constraints="'', confidence or learned",
+    ),
     ParamSpec("top_k", 5, "Labels and scores per result.", dynamic=True, int_range=(1, 1000)),
     ParamSpec(
         "min_confidence",
@@ -205,7 +221,7 @@ _SPECS = {spec.name: spec for spec in PARAMETERS}
 # The parameters that are PipelineSettings fields (the others configure the node itself).
 _PIPELINE_PARAMS = frozenset(
     {"window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
-     "allowed_resolutions", "skip_enabled", "top_k", "min_confidence"}
+     "allowed_resolutions", "skip_enabled", "top_k", "min_confidence", "policy", "gate"}
 )
 
 

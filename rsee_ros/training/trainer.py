@@ -216,6 +216,7 @@ class Trainer:
             return checkpoint.model
         self.dataset("train")
         model_config = self.config.model_config(num_classes=len(self.classes))
+        self._seed(-1)  # the new parts' initial weights follow the configuration's seed
         return build_rsee(model_config, pretrained=self.config.pretrained)
 
     # ------------------------------------------------------------------- runs
