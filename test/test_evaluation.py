@@ -27,9 +27,13 @@ from rsee_ros.evaluation.methods import (
 )
 from rsee_ros.evaluation.metrics import (
     average_precision,
+    calibration_error,
+    confusion_matrix,
     exit_step_histogram,
+    expected_calibration_error,
     frame_accounting,
     mean_average_precision,
+    per_class_table,
     resolution_histogram,
     top1_accuracy,
 )
@@ -101,6 +105,42 @@ def test_histograms() -> None:
         "processed": 3, "skipped": 1, "inside_skip": 1, "after_exit": 3}
     assert exit_step_histogram(exit_step, exited, 4) == {
         "0": 1, "1": 0, "2": 0, "3": 0, "none": 1}
+
+
+def test_calibration_error_hand_made() -> None:
+    # 15 bins of width 1/15: 0.95 lies in (14/15, 1], 0.55 in (8/15, 9/15]. The two videos at
+    # 0.95 are half right (|0.5 - 0.95| = 0.45), the two at 0.55 both right (|1 - 0.55| = 0.45):
+    # ECE = 2/4 * 0.45 + 2/4 * 0.45 = 45 points
+    assert calibration_error([0.95, 0.95, 0.55, 0.55], [1, 0, 1, 1]) == pytest.approx(45.0)
+    # a bin edge belongs to the bin below it, 0 to the first bin: 1/15 and 0 share bin 1 (both
+    # right, mean confidence 1/30), 1.0 is alone in bin 15 and wrong
+    expected = 100 * (2 / 3 * (1 - 1 / 30) + 1 / 3 * 1.0)
+    assert calibration_error([1 / 15, 0.0, 1.0], [1, 1, 0]) == pytest.approx(expected)
+    # all four at 0.75 (bin (11/15, 12/15]) and 3 of 4 right: calibrated, ECE 0
+    assert calibration_error([0.75] * 4, [1, 1, 1, 0]) == pytest.approx(0.0)
+    # one bin: |accuracy - mean confidence| over all videos
+    assert calibration_error([0.9, 0.5], [1, 0], bins=1) == pytest.approx(100 * abs(0.5 - 0.7))
+    # from probabilities: the top-1 confidence and whether it is the label
+    probabilities = np.array([[0.95, 0.05], [0.05, 0.95], [0.45, 0.55], [0.55, 0.45]])
+    assert expected_calibration_error(probabilities, [0, 0, 1, 0]) == pytest.approx(45.0)
+    assert math.isnan(calibration_error([], []))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibration_error([1.5], [1])
+    with pytest.raises(ValueError, match="2 confidences but 1"):
+        calibration_error([0.5, 0.5], [1])
+
+
+def test_per_class_table_and_confusion_matrix() -> None:
+    predicted, labels = np.array([0, 1, 1, 0, 2]), np.array([0, 1, 0, 0, 1])
+    frames, gflops = np.array([4, 8, 2, 6, 10]), np.array([0.4, 0.8, 0.2, 0.6, 1.0])
+    table = per_class_table(predicted, labels, frames, gflops, ["a", "b", "c"])
+    assert list(table) == ["a", "b", "c"]
+    assert table["a"] == pytest.approx({"videos": 3, "top1": 200 / 3, "frames_processed": 4.0,
+                                        "gflops_per_video": 0.4})
+    assert table["b"] == pytest.approx({"videos": 2, "top1": 50.0, "frames_processed": 9.0,
+                                        "gflops_per_video": 0.9})
+    assert table["c"]["videos"] == 0 and math.isnan(table["c"]["top1"])
+    assert confusion_matrix(predicted, labels, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 0]]
 
 
 def test_helpers() -> None:
