@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
 from rsee_ros.cli import main
 from rsee_ros.commands.eval import parse_baselines
@@ -17,6 +18,7 @@ from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.evaluation.common import NEVER, jsonable, parse_threshold, threshold_json
 from rsee_ros.evaluation.comparisons import curve_comparisons
 from rsee_ros.evaluation.data import spread_indices
+from rsee_ros.evaluation.evaluate import operating_entry
 from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line, verdict
 from rsee_ros.evaluation.methods import (
     BENCH_METHODS,
@@ -247,6 +249,83 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
 
+def _entries(report: dict) -> list[tuple[str, dict]]:
+    out = [("rsee", e) for e in report["rsee"]]
+    for name, value in report["baselines"].items():
+        out += [(name, e) for e in (value if isinstance(value, list) else [value])]
+    return out
+
+
+def test_eval_per_class_per_video_calibration_and_confusion(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    out, png = setup["root"] / "eval_videos.json", setup["root"] / "confusion.png"
+    status = main([
+        "eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+        "--frames", str(FRAMES), "--thresholds", "0.2", "inf", "--max-videos", "7",
+        "--batch-size", "3", "--threads", "1", "--exclude", "random", "--json", str(out),
+        "--confusion", str(png), "--no-progress",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    classes, n = report["classes"], report["num_videos"]
+    # the checkpoint's eval_threshold 0.5 is not in the sweep: RSEE runs once more there
+    point = report["operating_point"]
+    assert point["threshold"] == 0.5 and point["rsee_index"] is None
+    entry = operating_entry(report)
+    assert entry is point["entry"] and entry["method"] == "rsee" and entry["threshold"] == 0.5
+    assert [e["threshold"] for e in report["rsee"]] == [0.2, "inf"]  # the sweep as asked
+    with_videos = [("rsee", e) for e in report["rsee"]] + [("uniform",
+                                                            report["baselines"]["uniform"])]
+    for name, e in [*_entries(report), ("operating point", entry)]:
+        table = e["per_class"]
+        assert list(table) == classes and sum(c["videos"] for c in table.values()) == n
+        for field in ("top1", "frames_processed", "gflops_per_video"):
+            weighted = sum(c["videos"] * c[field] for c in table.values() if c["videos"]) / n
+            assert weighted == pytest.approx(e[field]), (name, field)
+        assert ("videos" in e) == (name in ("rsee", "uniform", "operating point")), name
+    for name, e in [*with_videos, ("operating point", entry)]:
+        videos = e["videos"]
+        assert len(videos) == n, name
+        assert 100 * np.mean([v["correct"] for v in videos]) == pytest.approx(e["top1"]), name
+        assert all(v["correct"] == (v["label"] == v["predicted"]) for v in videos)
+        for v in videos:  # the data set's own video, its true class from its class folder
+            assert Path(v["path"]).is_relative_to(setup["data"]) and Path(v["path"]).exists()
+            assert Path(v["path"]).parent.name == v["label"] and Path(v["path"]).stem == v["video"]
+            assert sum(r > 0 for r in v["resolutions"]) == v["frames_processed"]
+            assert len(v["resolutions"]) == FRAMES and 0 < v["confidence"] <= 1
+        assert np.mean([v["gflops"] for v in videos]) == pytest.approx(e["gflops_per_video"])
+        exited = [v["exit_step"] is not None for v in videos]
+        assert np.mean(exited) == pytest.approx(e["exited_early_fraction"])
+        assert e["ece"] == pytest.approx(calibration_error(
+            [v["confidence"] for v in videos], [v["correct"] for v in videos]), abs=1e-3)
+    assert len({v["video"] for v in report["baselines"]["uniform"]["videos"]}) == n
+    uniform = report["baselines"]["uniform"]["videos"]
+    assert all(v["resolutions"] == [RESOLUTIONS[0]] * FRAMES for v in uniform)
+    # the per-class table of the operating point is printed, one row per class
+    assert "RSEE per class at its operating point (threshold 0.5)" in printed
+    for name, row in entry["per_class"].items():
+        assert any(line.split()[:2] == [name, str(row["videos"])] for line in printed.splitlines())
+    image = imread(png)  # decodes (raises on a file that is no PNG)
+    assert image.ndim == 3 and min(image.shape[:2]) > 300
+
+
+def test_eval_layout_errors_and_confusion_without_rsee(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["eval", "--checkpoint", str(setup["ckpt"]), "--no-progress", "--threads", "1"]
+    assert main([*args, "--data", str(tmp_path), "--kind", "ucf101"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rsee eval: {tmp_path}: no UCF101 layout found: looked for ")
+    assert "Traceback" not in err
+    assert main([*args, "--data", str(setup["data"]), "--exclude", "rsee", "--confusion",
+                 str(tmp_path / "c.png")]) == 2
+    assert "do not exclude rsee" in capsys.readouterr().err
+    assert main([*args, "--data", str(setup["data"]), "--threshold", "2"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+
+
 def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     out = setup["root"] / "eval_gate.json"
     args = ["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
@@ -257,6 +336,9 @@ def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert "-> not run" in capsys.readouterr().out  # the check lacks a baseline
     report = json.loads(out.read_text())
     assert report["data_set_checks"]["passed"] is None
+    # the operating point (the checkpoint's eval_threshold 0.5) is the sweep's only threshold
+    assert report["operating_point"] == {"threshold": 0.5, "rsee_index": 0, "entry": None}
+    assert operating_entry(report) is report["rsee"][0]
     assert report["rsee"][0]["gate"] == "learned"
     assert report["baselines"]["exit_only"][0]["gate"] == "learned"
     with pytest.raises(SystemExit):
