@@ -275,6 +275,15 @@ def _operating_method(
     return None, [Method(OPERATING_POINT, rsee.model, settings)]
 
 
+def _operating_point(threshold: float, rsee_index: int | None, grouped: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The report's ``operating_point``; takes the extra RSEE run's entry out of ``grouped``."""
+    entry = grouped.pop(OPERATING_POINT, None)
+    if entry is not None:
+        entry["method"] = "rsee"  # an RSEE entry, run apart from the sweep
+    return {"threshold": threshold_json(threshold), "rsee_index": rsee_index, "entry": entry}
+
+
 def operating_entry(report: Mapping[str, Any]) -> dict[str, Any] | None:
     """The RSEE entry of a report at its operating point (None: no RSEE entry there)."""
     point = report.get("operating_point") or {}
@@ -354,9 +363,7 @@ def evaluate(
     summaries = _summaries(collected, methods, models, frames, main.class_names, records)
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
-    extra_entry = grouped.pop(OPERATING_POINT, None)
-    if extra_entry is not None:
-        extra_entry["method"] = "rsee"  # an RSEE entry, run apart from the sweep
+    operating_point = _operating_point(operating, in_sweep, grouped)
     return {
         **_report_header(checkpoint, data, split, frames, main, data_cfg, bundle,
                          num_videos=len(indices), batch_size=batch_size,
@@ -366,8 +373,7 @@ def evaluate(
         "baselines": grouped,
         "data_set_checks": data_set_checks(grouped, main.config.resolutions),
         "curve_comparisons": curve_comparisons(rsee, grouped),
-        "operating_point": {"threshold": threshold_json(operating), "rsee_index": in_sweep,
-                            "entry": extra_entry},
+        "operating_point": operating_point,
     }
 
 
