@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from rsee_ros.data import (
     BagWindow,
     VideoDataset,
     VideoDecodeError,
+    VideoSplit,
     cache_dataset,
     count_frames,
     eval_transform,
@@ -40,6 +43,7 @@ from rsee_ros.data import (
 )
 from rsee_ros.data import video as video_mod
 from rsee_ros.data.bag import DESERIALIZE_FAILED, Bag, BagError
+from rsee_ros.data.readers import DatasetLayoutError
 from rsee_ros.data.synthetic import write_video
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,6 +241,76 @@ def test_ucf101_default_annotation_dir_and_bad_split(ucf: tuple[Path, Path]) -> 
         read_ucf101(videos, split=4)
 
 
+
+def relayout(tree: Path, dest: Path, moves: dict[str, str]) -> Path:
+    """A copy of the data set's top folder ``tree`` at ``dest`` with its folders moved
+    (``{"UCF-101": "videos"}``; ``""``: into the top folder itself); returns ``dest``."""
+    shutil.copytree(tree, dest)
+    for old, new in moves.items():
+        target = dest / new if new else dest
+        target.mkdir(parents=True, exist_ok=True)
+        for item in list((dest / old).iterdir()):
+            item.rename(target / item.name)
+        (dest / old).rmdir()
+    return dest
+
+
+def names_and_labels(split: VideoSplit) -> tuple[list, list]:
+    return [(r.name, r.label) for r in split.train], [(r.name, r.label) for r in split.test]
+
+
+# the official archives (UCF101.rar: UCF-101/, the split zip: ucfTrainTestlist/) and renamings;
+# (moves of folders of the official tree, the folder of class folders afterwards)
+UCF_LAYOUTS = {
+    "official": ({}, "UCF-101"),
+    "ucf101_folder": ({"UCF-101": "UCF101"}, "UCF101"),
+    "mmaction": ({"UCF-101": "videos", "ucfTrainTestlist": "annotations"}, "videos"),
+    "lists_in_video_folder": ({"ucfTrainTestlist": "UCF-101/ucfTrainTestlist"}, "UCF-101"),
+    "lists_loose_in_top": ({"ucfTrainTestlist": ""}, "UCF-101"),
+    "lists_loose_with_classes": ({"ucfTrainTestlist": "UCF-101"}, "UCF-101"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(UCF_LAYOUTS))
+def test_ucf101_found_from_top_folder_or_class_folders(
+    ucf: tuple[Path, Path], tmp_path: Path, layout: str
+) -> None:
+    videos, ann = ucf
+    moves, class_root = UCF_LAYOUTS[layout]
+    top = relayout(videos.parent, tmp_path / "ucf", moves)
+    expected = names_and_labels(read_ucf101(videos, ann, split=2))
+    for root in (top, top / class_root):
+        s = read_ucf101(root, split=2)
+        assert names_and_labels(s) == expected, root
+        assert all(Path(r.path).is_relative_to(top / class_root) for r in s.train + s.test)
+        assert s.missing == ["ApplyEyeMakeup/v_missing.avi"]  # only the one really missing
+    assert load_split("ucf101", top, split=2).test == read_ucf101(top / class_root, split=2).test
+
+
+def test_ucf101_no_layout_says_where_it_looked(ucf: tuple[Path, Path], tmp_path: Path) -> None:
+    videos, ann = ucf
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(DatasetLayoutError) as err:
+        read_ucf101(tmp_path)
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path}: no UCF101 layout found: looked for classInd.txt, "
+                           f"trainlist01.txt and testlist01.txt in {tmp_path}, "
+                           f"{tmp_path / 'ucfTrainTestlist'}, {tmp_path / 'annotations'}, ")
+    assert text.endswith(f"; and class folders of .avi videos in {tmp_path}, "
+                         f"{tmp_path / 'UCF-101'}, {tmp_path / 'UCF101'}, {tmp_path / 'videos'}")
+    assert isinstance(err.value, ValueError)  # the readers' error type for bad input
+    # split files without the videos
+    shutil.copytree(ann, tmp_path / "ucfTrainTestlist")
+    with pytest.raises(DatasetLayoutError, match=(
+            rf"classInd.txt, trainlist03.txt and testlist03.txt are in "
+            rf"{re.escape(str(tmp_path / 'ucfTrainTestlist'))}, but no class folders of .avi "
+            rf"videos \(such as ApplyEyeMakeup/\) in {re.escape(str(tmp_path))}, ")):
+        read_ucf101(tmp_path, split=3)
+    # an annotations folder given without the split files is searched alone
+    with pytest.raises(DatasetLayoutError, match=rf"in {re.escape(str(tmp_path / 'stuff'))};"):
+        read_ucf101(videos, annotations=tmp_path / "stuff")
+
+
 def test_dataset_skips_corrupt_video(
     ucf: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -311,6 +385,49 @@ def test_hmdb51_splits(tmp_path: Path, split: int) -> None:
         assert (r in s.train) == ((i + split) % 2 == 0)
     ds = VideoDataset(s.test, T, SIZE, progress=False)
     assert ds[0][0].shape == (T, 3, SIZE, SIZE) and not ds.skipped
+
+
+
+# the official archives (hmdb51_org.rar's class archives unpacked into hmdb51_org/ or hmdb51/,
+# test_train_splits.rar: testTrainMulti_7030_splits/) and renamings
+HMDB_LAYOUTS = {
+    "official": ({}, "hmdb51"),
+    "hmdb51_org": ({"hmdb51": "hmdb51_org"}, "hmdb51_org"),
+    "mmaction": ({"hmdb51": "videos", "testTrainMulti_7030_splits": "annotations"}, "videos"),
+    "splits_in_video_folder": ({"testTrainMulti_7030_splits":
+                                "hmdb51/testTrainMulti_7030_splits"}, "hmdb51"),
+    "splits_loose_with_classes": ({"testTrainMulti_7030_splits": "hmdb51"}, "hmdb51"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(HMDB_LAYOUTS))
+def test_hmdb51_found_from_top_folder_or_class_folders(tmp_path: Path, layout: str) -> None:
+    videos, splits = make_hmdb(tmp_path / "official")
+    moves, class_root = HMDB_LAYOUTS[layout]
+    top = relayout(videos.parent, tmp_path / "hmdb", moves)
+    expected = names_and_labels(read_hmdb51(videos, splits, split=3))
+    for root in (top, top / class_root):
+        s = read_hmdb51(root, split=3)
+        assert names_and_labels(s) == expected and not s.missing, root
+        assert all(Path(r.path).is_relative_to(top / class_root) for r in s.train + s.test)
+
+
+def test_hmdb51_no_layout_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DatasetLayoutError) as err:
+        load_split("hmdb51", tmp_path, split=2)
+    text = str(err.value)
+    assert text.startswith(f"{tmp_path}: no HMDB51 layout found: looked for "
+                           f"<class>_test_split2.txt files in {tmp_path}, "
+                           f"{tmp_path / 'testTrainMulti_7030_splits'}, ")
+    assert text.endswith(f"; and class folders of .avi videos in {tmp_path}, "
+                         f"{tmp_path / 'hmdb51_org'}, {tmp_path / 'hmdb51'}, "
+                         f"{tmp_path / 'HMDB51'}, {tmp_path / 'videos'}")
+    videos, splits = make_hmdb(tmp_path / "top")
+    shutil.rmtree(videos)  # split files, but the class archives not unpacked
+    with pytest.raises(DatasetLayoutError, match=(
+            rf"<class>_test_split1.txt files are in {re.escape(str(splits))}, but no class "
+            rf"folders of .avi videos \(such as brush_hair/\)")):
+        read_hmdb51(tmp_path / "top")
 
 
 # --------------------------------------------------------------------------- class folders

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.image import imread
 
 from rsee_ros.cli import main
 from rsee_ros.commands.eval import parse_baselines
@@ -17,6 +18,7 @@ from rsee_ros.data import make_synthetic_dataset
 from rsee_ros.evaluation.common import NEVER, jsonable, parse_threshold, threshold_json
 from rsee_ros.evaluation.comparisons import curve_comparisons
 from rsee_ros.evaluation.data import spread_indices
+from rsee_ros.evaluation.evaluate import operating_entry
 from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line, verdict
 from rsee_ros.evaluation.methods import (
     BENCH_METHODS,
@@ -27,9 +29,13 @@ from rsee_ros.evaluation.methods import (
 )
 from rsee_ros.evaluation.metrics import (
     average_precision,
+    calibration_error,
+    confusion_matrix,
     exit_step_histogram,
+    expected_calibration_error,
     frame_accounting,
     mean_average_precision,
+    per_class_table,
     resolution_histogram,
     top1_accuracy,
 )
@@ -101,6 +107,42 @@ def test_histograms() -> None:
         "processed": 3, "skipped": 1, "inside_skip": 1, "after_exit": 3}
     assert exit_step_histogram(exit_step, exited, 4) == {
         "0": 1, "1": 0, "2": 0, "3": 0, "none": 1}
+
+
+def test_calibration_error_hand_made() -> None:
+    # 15 bins of width 1/15: 0.95 lies in (14/15, 1], 0.55 in (8/15, 9/15]. The two videos at
+    # 0.95 are half right (|0.5 - 0.95| = 0.45), the two at 0.55 both right (|1 - 0.55| = 0.45):
+    # ECE = 2/4 * 0.45 + 2/4 * 0.45 = 45 points
+    assert calibration_error([0.95, 0.95, 0.55, 0.55], [1, 0, 1, 1]) == pytest.approx(45.0)
+    # a bin edge belongs to the bin below it, 0 to the first bin: 1/15 and 0 share bin 1 (both
+    # right, mean confidence 1/30), 1.0 is alone in bin 15 and wrong
+    expected = 100 * (2 / 3 * (1 - 1 / 30) + 1 / 3 * 1.0)
+    assert calibration_error([1 / 15, 0.0, 1.0], [1, 1, 0]) == pytest.approx(expected)
+    # all four at 0.75 (bin (11/15, 12/15]) and 3 of 4 right: calibrated, ECE 0
+    assert calibration_error([0.75] * 4, [1, 1, 1, 0]) == pytest.approx(0.0)
+    # one bin: |accuracy - mean confidence| over all videos
+    assert calibration_error([0.9, 0.5], [1, 0], bins=1) == pytest.approx(100 * abs(0.5 - 0.7))
+    # from probabilities: the top-1 confidence and whether it is the label
+    probabilities = np.array([[0.95, 0.05], [0.05, 0.95], [0.45, 0.55], [0.55, 0.45]])
+    assert expected_calibration_error(probabilities, [0, 0, 1, 0]) == pytest.approx(45.0)
+    assert math.isnan(calibration_error([], []))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        calibration_error([1.5], [1])
+    with pytest.raises(ValueError, match="2 confidences but 1"):
+        calibration_error([0.5, 0.5], [1])
+
+
+def test_per_class_table_and_confusion_matrix() -> None:
+    predicted, labels = np.array([0, 1, 1, 0, 2]), np.array([0, 1, 0, 0, 1])
+    frames, gflops = np.array([4, 8, 2, 6, 10]), np.array([0.4, 0.8, 0.2, 0.6, 1.0])
+    table = per_class_table(predicted, labels, frames, gflops, ["a", "b", "c"])
+    assert list(table) == ["a", "b", "c"]
+    assert table["a"] == pytest.approx({"videos": 3, "top1": 200 / 3, "frames_processed": 4.0,
+                                        "gflops_per_video": 0.4})
+    assert table["b"] == pytest.approx({"videos": 2, "top1": 50.0, "frames_processed": 9.0,
+                                        "gflops_per_video": 0.9})
+    assert table["c"]["videos"] == 0 and math.isnan(table["c"]["top1"])
+    assert confusion_matrix(predicted, labels, 3).tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 0]]
 
 
 def test_helpers() -> None:
@@ -204,6 +246,83 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 
 
+def _entries(report: dict) -> list[tuple[str, dict]]:
+    out = [("rsee", e) for e in report["rsee"]]
+    for name, value in report["baselines"].items():
+        out += [(name, e) for e in (value if isinstance(value, list) else [value])]
+    return out
+
+
+def test_eval_per_class_per_video_calibration_and_confusion(
+    setup: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    out, png = setup["root"] / "eval_videos.json", setup["root"] / "confusion.png"
+    status = main([
+        "eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+        "--frames", str(FRAMES), "--thresholds", "0.2", "inf", "--max-videos", "7",
+        "--batch-size", "3", "--threads", "1", "--exclude", "random", "--json", str(out),
+        "--confusion", str(png), "--no-progress",
+    ])
+    assert status == 0
+    printed = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    classes, n = report["classes"], report["num_videos"]
+    # the checkpoint's eval_threshold 0.5 is not in the sweep: RSEE runs once more there
+    point = report["operating_point"]
+    assert point["threshold"] == 0.5 and point["rsee_index"] is None
+    entry = operating_entry(report)
+    assert entry is point["entry"] and entry["method"] == "rsee" and entry["threshold"] == 0.5
+    assert [e["threshold"] for e in report["rsee"]] == [0.2, "inf"]  # the sweep as asked
+    with_videos = [("rsee", e) for e in report["rsee"]] + [("uniform",
+                                                            report["baselines"]["uniform"])]
+    for name, e in [*_entries(report), ("operating point", entry)]:
+        table = e["per_class"]
+        assert list(table) == classes and sum(c["videos"] for c in table.values()) == n
+        for field in ("top1", "frames_processed", "gflops_per_video"):
+            weighted = sum(c["videos"] * c[field] for c in table.values() if c["videos"]) / n
+            assert weighted == pytest.approx(e[field]), (name, field)
+        assert ("videos" in e) == (name in ("rsee", "uniform", "operating point")), name
+    for name, e in [*with_videos, ("operating point", entry)]:
+        videos = e["videos"]
+        assert len(videos) == n, name
+        assert 100 * np.mean([v["correct"] for v in videos]) == pytest.approx(e["top1"]), name
+        assert all(v["correct"] == (v["label"] == v["predicted"]) for v in videos)
+        for v in videos:  # the data set's own video, its true class from its class folder
+            assert Path(v["path"]).is_relative_to(setup["data"]) and Path(v["path"]).exists()
+            assert Path(v["path"]).parent.name == v["label"] and Path(v["path"]).stem == v["video"]
+            assert sum(r > 0 for r in v["resolutions"]) == v["frames_processed"]
+            assert len(v["resolutions"]) == FRAMES and 0 < v["confidence"] <= 1
+        assert np.mean([v["gflops"] for v in videos]) == pytest.approx(e["gflops_per_video"])
+        exited = [v["exit_step"] is not None for v in videos]
+        assert np.mean(exited) == pytest.approx(e["exited_early_fraction"])
+        assert e["ece"] == pytest.approx(calibration_error(
+            [v["confidence"] for v in videos], [v["correct"] for v in videos]), abs=1e-3)
+    assert len({v["video"] for v in report["baselines"]["uniform"]["videos"]}) == n
+    uniform = report["baselines"]["uniform"]["videos"]
+    assert all(v["resolutions"] == [RESOLUTIONS[0]] * FRAMES for v in uniform)
+    # the per-class table of the operating point is printed, one row per class
+    assert "RSEE per class at its operating point (threshold 0.5)" in printed
+    for name, row in entry["per_class"].items():
+        assert any(line.split()[:2] == [name, str(row["videos"])] for line in printed.splitlines())
+    image = imread(png)  # decodes (raises on a file that is no PNG)
+    assert image.ndim == 3 and min(image.shape[:2]) > 300
+
+
+def test_eval_layout_errors_and_confusion_without_rsee(
+    setup: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["eval", "--checkpoint", str(setup["ckpt"]), "--no-progress", "--threads", "1"]
+    assert main([*args, "--data", str(tmp_path), "--kind", "ucf101"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rsee eval: {tmp_path}: no UCF101 layout found: looked for ")
+    assert "Traceback" not in err
+    assert main([*args, "--data", str(setup["data"]), "--exclude", "rsee", "--confusion",
+                 str(tmp_path / "c.png")]) == 2
+    assert "do not exclude rsee" in capsys.readouterr().err
+    assert main([*args, "--data", str(setup["data"]), "--threshold", "2"]) == 2
+    assert "[0, 1]" in capsys.readouterr().err
+
+
 def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     out = setup["root"] / "eval_gate.json"
     args = ["eval", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
@@ -214,6 +333,9 @@ def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     assert "-> not run" in capsys.readouterr().out  # the check lacks a baseline
     report = json.loads(out.read_text())
     assert report["data_set_checks"]["passed"] is None
+    # the operating point (the checkpoint's eval_threshold 0.5) is the sweep's only threshold
+    assert report["operating_point"] == {"threshold": 0.5, "rsee_index": 0, "entry": None}
+    assert operating_entry(report) is report["rsee"][0]
     assert report["rsee"][0]["gate"] == "learned"
     assert report["baselines"]["exit_only"][0]["gate"] == "learned"
     with pytest.raises(SystemExit):

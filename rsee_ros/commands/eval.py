@@ -1,10 +1,11 @@
 """``rsee eval``: accuracy, GFLOPs and speed of a checkpoint and its baselines on a data set.
 
     rsee eval --checkpoint model.pt --data data/synthetic [--split test] [--kind synthetic]
-              [--thresholds 0.5 0.7 0.9] [--baselines uniform.pt ...] [--baseline NAME=CKPT]
-              --json out.json --plot out.png
+              [--thresholds 0.5 0.7 0.9] [--threshold 0.9] [--baselines uniform.pt ...]
+              [--baseline NAME=CKPT] --json out.json --plot out.png --confusion cm.png
 
-Prints a compact table and writes the JSON report and the accuracy-versus-GFLOPs plot (see
+Prints a compact table and the per-class table of RSEE's operating point, and writes the JSON
+report, the accuracy-versus-GFLOPs plot and the operating point's confusion matrix (see
 ``docs/benchmarks.md`` for the fields).
 """
 
@@ -22,6 +23,7 @@ from rsee_ros.evaluation.common import (
     BaselineCheckpoint,
     default_threads,
     jsonable,
+    parse_threshold,
     write_json_report,
 )
 from rsee_ros.evaluation.formatting import Column, number, percent, table, verdict
@@ -40,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="X", help="exit thresholds of the sweeps, in [0, 1] ('inf' or "
                         "'never': never exit, the same as 1; default "
                         f"{' '.join(map(str, DEFAULT_THRESHOLDS))})")
+    parser.add_argument("--threshold", default=None, metavar="X",
+                        help="RSEE's operating point: the threshold of the per-class table and "
+                        "the confusion matrix (default: the checkpoint's training "
+                        "eval_threshold, else 0.9; run once more if not in --thresholds)")
     parser.add_argument("--baselines", nargs="+", default=[], metavar="CKPT",
                         help="separately trained baseline checkpoints (labelled by file stem)")
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=CKPT[:MODE]",
@@ -65,6 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="write the accuracy-versus-GFLOPs plot here")
+    parser.add_argument("--confusion", default=None, metavar="PNG",
+                        help="write the confusion matrix of RSEE's operating point here")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -145,19 +153,44 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PER_CLASS_COLUMNS = (
+    Column("class", 24, text=True), Column("videos", 6), Column("top1", 6), Column("frames", 6),
+    Column("GFLOPs", 8),
+)
+
+
+def format_per_class(report: dict[str, Any], entry: dict[str, Any] | None) -> str:
+    """The per-class table of RSEE's operating point ``entry`` (and a line saying which)."""
+    threshold = report["operating_point"]["threshold"]
+    if entry is None:
+        return f"no per-class table: RSEE was not run (operating point {threshold})"
+    rows = [
+        (name[:24], str(c["videos"]), number(c["top1"], ".2f"),
+         number(c["frames_processed"], ".2f"), number(c["gflops_per_video"], ".3f"))
+        for name, c in entry["per_class"].items()
+    ]
+    lines = [f"RSEE per class at its operating point (threshold {threshold}): "
+             f"top-1 {number(entry['top1'], '.2f')}%, ECE {number(entry['ece'], '.2f')}%"]
+    return "\n".join(lines + table(PER_CLASS_COLUMNS, rows))
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the JSON and the plot."""
     import torch
     from tqdm import tqdm
 
-    from rsee_ros.evaluation.evaluate import evaluate
-    from rsee_ros.evaluation.plot import plot_accuracy_vs_gflops
+    from rsee_ros.evaluation.evaluate import evaluate, operating_entry
+    from rsee_ros.evaluation.plot import plot_accuracy_vs_gflops, plot_confusion_matrix
     from rsee_ros.model import CheckpointError
 
     torch.set_num_threads(args.threads or default_threads())
     try:
         baselines = parse_baselines(args.baselines, args.baseline)
         options = parse_options(args.option)
+        if args.threshold is not None:
+            parse_threshold(args.threshold)
+        if args.confusion and "rsee" in args.exclude:
+            raise ValueError("--confusion draws RSEE's operating point: do not exclude rsee")
     except ValueError as error:
         print(f"rsee eval: {error}", file=sys.stderr)
         return 2
@@ -172,17 +205,23 @@ def run(args: argparse.Namespace) -> int:
             device=args.device, batch_size=args.batch_size, workers=args.workers,
             max_videos=args.max_videos, seed=args.seed, options=options,
             cache_dir=args.cache_dir, wrap=wrap, progress=not args.no_progress,
-            gate=args.gate,
+            gate=args.gate, operating_threshold=args.threshold,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"rsee eval: {error}", file=sys.stderr)
         return 2
     report = jsonable(report)
     print(format_table(report))
+    entry = operating_entry(report)
+    print(format_per_class(report, entry))
     if args.json:
         write_json_report(args.json, report)
         print(f"wrote {args.json}")
     if args.plot:
         plot_accuracy_vs_gflops(report, args.plot)
         print(f"wrote {args.plot}")
+    if args.confusion and entry is not None:
+        title = f"RSEE, threshold {report['operating_point']['threshold']}"
+        plot_confusion_matrix(entry["videos"], report["classes"], args.confusion, title=title)
+        print(f"wrote {args.confusion}")
     return 0

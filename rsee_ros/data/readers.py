@@ -1,8 +1,10 @@
 """Data set readers: UCF101, HMDB51, class folders and rosbag2 -> :class:`VideoSplit`.
 
 Readers only list files and labels; nothing is decoded here. Listed videos that are missing on
-disk are logged, left out and named in ``VideoSplit.missing``. Bags and their label files:
-:mod:`rsee_ros.data.bag`.
+disk are logged, left out and named in ``VideoSplit.missing``. UCF101 and HMDB51 are found from
+the data set's top folder or from its folder of class folders, in the official archives' layouts
+and a few common renamings; a root in none of them gives a :class:`DatasetLayoutError` that says
+where it looked. Bags and their label files: :mod:`rsee_ros.data.bag`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,19 +29,84 @@ SPLITS_FILE = "splits.json"
 CLASSES_FILE = "classes.txt"
 
 
+class DatasetLayoutError(ValueError):
+    """A data set root in none of the layouts a reader knows; the message says where it looked
+    and what it expected."""
+
+
 def _check_split(split: int) -> None:
     if split not in (1, 2, 3):
         raise ValueError(f"split must be 1, 2 or 3, got {split}")
 
 
-def _find_dir(root: Path, given: str | Path | None, names: tuple[str, ...], what: str) -> Path:
-    if given is not None:
-        return Path(given)
-    for base in (root, root.parent):
-        for name in names:
-            if (base / name).is_dir():
-                return base / name
-    raise FileNotFoundError(f"no {what} directory found next to {root}; pass it explicitly")
+def _unique(paths: Sequence[Path]) -> list[Path]:
+    return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class _Layouts:
+    """The folders where one data set's split files and class folders may lie, relative to the
+    given root (``""``: the root itself): the official archives' folder names and common
+    renamings. Split files are looked for in the root, its video folders and its parent."""
+
+    name: str
+    video_dirs: tuple[str, ...]
+    split_dirs: tuple[str, ...]
+
+    def search(self, root: Path, given: str | Path | None, expected: str) -> _LayoutSearch:
+        """The candidate folders under ``root`` (``given``: the one split-file folder)."""
+        videos = _unique([root / d if d else root for d in self.video_dirs])
+        if given is not None:
+            splits = [Path(given)]
+        else:
+            bases = [root, *(d for d in videos[1:] if d.is_dir()), root.parent]
+            splits = _unique([base / d if d else base for base in bases for d in self.split_dirs])
+        return _LayoutSearch(self.name, root, splits, videos, expected)
+
+
+@dataclass(frozen=True)
+class _LayoutSearch:
+    """One root's candidate folders, searched in order; :class:`DatasetLayoutError` naming them
+    when none fits."""
+
+    name: str
+    root: Path
+    split_dirs: list[Path]
+    video_dirs: list[Path]
+    expected: str  # what a split-file folder holds, for the error
+
+    def split_dir(self, fits: Callable[[Path], bool]) -> Path:
+        """The first candidate split-file folder that ``fits``."""
+        for folder in self.split_dirs:
+            if folder.is_dir() and fits(folder):
+                return folder
+        raise DatasetLayoutError(
+            f"{self.root}: no {self.name} layout found: looked for {self.expected} in "
+            f"{_listed(self.split_dirs)}; and class folders of .avi videos in "
+            f"{_listed(self.video_dirs)}"
+        )
+
+    def video_dir(self, split_dir: Path, classes: Sequence[str]) -> Path:
+        """The first candidate video folder holding a class folder of ``classes``."""
+        for folder in self.video_dirs:
+            if folder.is_dir() and any((folder / c).is_dir() for c in classes):
+                return folder
+        raise DatasetLayoutError(
+            f"{self.root}: no {self.name} layout found: {self.expected} are in {split_dir}, but "
+            f"no class folders of .avi videos (such as {classes[0]}/) in "
+            f"{_listed(self.video_dirs)}"
+        )
+
+
+def _listed(paths: Sequence[Path]) -> str:
+    return ", ".join(map(str, paths))
+
+
+_UCF101 = _Layouts("UCF101", ("", "UCF-101", "UCF101", "videos"),
+                   ("", "ucfTrainTestlist", "annotations"))
+_HMDB51 = _Layouts("HMDB51", ("", "hmdb51_org", "hmdb51", "HMDB51", "videos"),
+                   ("", "testTrainMulti_7030_splits", "test_train_splits", "splits",
+                    "annotations"))
 
 
 def _log_missing(split: VideoSplit, what: str) -> VideoSplit:
@@ -48,24 +116,43 @@ def _log_missing(split: VideoSplit, what: str) -> VideoSplit:
     return split
 
 
-def read_ucf101(
-    root: str | Path, annotations: str | Path | None = None, split: int = 1
-) -> VideoSplit:
-    """UCF101: ``root/<Class>/v_<Class>_gXX_cYY.avi`` and ``ucfTrainTestlist`` (classInd.txt,
-    trainlist0N.txt with ``path label``, testlist0N.txt with ``path``), split 1-3."""
-    _check_split(split)
-    root = Path(root)
-    ann = _find_dir(root, annotations, ("ucfTrainTestlist", "annotations"), "ucfTrainTestlist")
+def _class_index(path: Path) -> list[str]:
+    """UCF101's ``classInd.txt``: ``<id> <Class>`` lines, ids 1, 2, ..."""
     classes: list[str] = []
-    for line in (ann / "classInd.txt").read_text().splitlines():
+    for line in path.read_text().splitlines():
         if line.strip():
             num, name = line.split()
             if int(num) != len(classes) + 1:
                 raise ValueError(f"classInd.txt: expected id {len(classes) + 1}, got {num}")
             classes.append(name)
+    if not classes:
+        raise DatasetLayoutError(f"{path}: lists no classes")
+    return classes
+
+
+def read_ucf101(
+    root: str | Path, annotations: str | Path | None = None, split: int = 1
+) -> VideoSplit:
+    """UCF101: ``<videos>/<Class>/v_<Class>_gXX_cYY.avi`` and ``ucfTrainTestlist`` (classInd.txt,
+    trainlist0N.txt with ``path label``, testlist0N.txt with ``path``), split 1-3.
+
+    ``root`` may be the folder of class folders (``.../UCF-101``) or the data set's top folder
+    (holding ``UCF-101/`` or ``UCF101/`` or ``videos/``, and ``ucfTrainTestlist/``); the split
+    files are looked for in the root, its video folder and its parent, directly or in
+    ``ucfTrainTestlist/`` or ``annotations/`` (or in ``annotations`` when given).
+    :class:`DatasetLayoutError` when no layout fits.
+    """
+    _check_split(split)
+    root = Path(root)
+    lists = (f"trainlist0{split}.txt", f"testlist0{split}.txt")
+    expected = f"classInd.txt, {lists[0]} and {lists[1]}"
+    search = _UCF101.search(root, annotations, expected)
+    ann = search.split_dir(lambda d: all((d / f).is_file() for f in ("classInd.txt", *lists)))
+    classes = _class_index(ann / "classInd.txt")
+    videos = search.video_dir(ann, classes)
     by_name = {c.lower(): i for i, c in enumerate(classes)}
     out = VideoSplit(classes)
-    for subset, fname in (("train", f"trainlist0{split}.txt"), ("test", f"testlist0{split}.txt")):
+    for subset, fname in zip(("train", "test"), lists, strict=True):
         for line in (ann / fname).read_text().splitlines():
             parts = line.split()
             if not parts:
@@ -78,7 +165,7 @@ def read_ucf101(
                 label = by_name[folder]
             else:
                 raise ValueError(f"{fname}: unknown class folder in {rel!r}")
-            path = root / rel
+            path = videos / rel
             if not path.is_file():
                 out.missing.append(rel)
                 continue
@@ -89,22 +176,36 @@ def read_ucf101(
 _HMDB_SPLIT = re.compile(r"^(?P<cls>.+)_test_split(?P<n>\d)\.txt$")
 
 
+def _hmdb_split_files(folder: Path, split: int) -> dict[str, Path]:
+    """``<class>: <class>_test_split<split>.txt`` of the HMDB51 split files in ``folder``."""
+    files = {}
+    for f in folder.iterdir():
+        m = _HMDB_SPLIT.match(f.name)
+        if m and int(m["n"]) == split and f.is_file():
+            files[m["cls"]] = f
+    return files
+
+
 def read_hmdb51(
     root: str | Path, split_dir: str | Path | None = None, split: int = 1
 ) -> VideoSplit:
-    """HMDB51: ``root/<class>/<video>.avi`` and ``<class>_test_split<N>.txt`` files whose lines
-    are ``<video> <id>`` (1 train, 2 test, 0 unused); classes sorted by name."""
+    """HMDB51: ``<videos>/<class>/<video>.avi`` and ``<class>_test_split<N>.txt`` files whose
+    lines are ``<video> <id>`` (1 train, 2 test, 0 unused); classes sorted by name.
+
+    ``root`` may be the folder of class folders or the data set's top folder (holding
+    ``hmdb51_org/``, ``hmdb51/``, ``HMDB51/`` or ``videos/``); the split files are looked for in
+    the root, its video folder and its parent, directly or in ``testTrainMulti_7030_splits/``
+    (the official archive's), ``test_train_splits/``, ``splits/`` or ``annotations/`` (or in
+    ``split_dir`` when given). :class:`DatasetLayoutError` when no layout fits.
+    """
     _check_split(split)
     root = Path(root)
-    sdir = _find_dir(root, split_dir, ("testTrainMulti_7030_splits", "splits"), "HMDB51 split")
-    files = {}
-    for f in sdir.iterdir():
-        m = _HMDB_SPLIT.match(f.name)
-        if m and int(m["n"]) == split:
-            files[m["cls"]] = f
-    if not files:
-        raise FileNotFoundError(f"no *_test_split{split}.txt files in {sdir}")
+    expected = f"<class>_test_split{split}.txt files"
+    search = _HMDB51.search(root, split_dir, expected)
+    sdir = search.split_dir(lambda d: bool(_hmdb_split_files(d, split)))
+    files = _hmdb_split_files(sdir, split)
     out = VideoSplit(sorted(files))
+    videos = search.video_dir(sdir, out.classes)
     for label, cls in enumerate(out.classes):
         for line in files[cls].read_text().splitlines():
             parts = line.split()
@@ -112,7 +213,7 @@ def read_hmdb51(
                 continue
             if parts[1] not in ("1", "2"):
                 raise ValueError(f"{files[cls].name}: bad split id in {line!r}")
-            path = root / cls / parts[0]
+            path = videos / cls / parts[0]
             if not path.exists():
                 out.missing.append(f"{cls}/{parts[0]}")
                 continue

@@ -3,13 +3,15 @@
 The methods are those of :mod:`~rsee_ros.evaluation.methods` (the in-model ones and any
 separately trained baseline checkpoints). They run batch by batch over one pass of the data
 (their order rotating from batch to batch, so machine noise hits them alike); only
-``infer_batch`` is timed. Nothing is printed here: functions return plain dicts (JSON-ready).
+``infer_batch`` is timed. Every entry has per-class figures and its calibration error; RSEE (every
+threshold, and the operating point) and Uniform also list every video (:data:`PER_VIDEO`). Nothing
+is printed here: functions return plain dicts (JSON-ready).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,19 +41,28 @@ from rsee_ros.evaluation.methods import (
 )
 from rsee_ros.evaluation.metrics import (
     exit_step_histogram,
+    expected_calibration_error,
     frame_accounting,
     mean_average_precision,
+    per_class_table,
     resolution_histogram,
     top1_accuracy,
 )
 from rsee_ros.model import RSEEModel, resize_frames
 
-__all__ = ["evaluate", "group_results", "run_methods", "summarize"]
+__all__ = [
+    "OPERATING_POINT", "PER_VIDEO", "evaluate", "group_results", "operating_entry", "run_methods",
+    "summarize", "video_records",
+]
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
 # the per-video outputs of infer_batch that a summary reads
 _OUTPUTS = ("gmacs", "frames_processed", "resolutions", "looked_at", "exit_step", "exited_early")
+OPERATING_POINT = "operating_point"
+"""The group of the extra RSEE run at the operating threshold when the sweep lacks it."""
+PER_VIDEO = ("rsee", "uniform", OPERATING_POINT)
+"""The groups whose entries list every video (``videos``); the others only summarize."""
 
 
 @dataclass
@@ -77,6 +88,24 @@ class _Collected:
 
     def cat(self, name: str) -> np.ndarray:
         return np.concatenate(getattr(self, name), axis=0)
+
+
+class _SeenItems:
+    """The batches of a :class:`Batches`, remembering the data set item behind each video (a
+    video that fails to decode is replaced by the next one, so it is not always the one asked
+    for)."""
+
+    def __init__(self, batches: Batches) -> None:
+        self.batches = batches
+        self.items: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for frames, labels, items in self.batches.loader:
+            self.items += [int(i) for i in items]
+            yield frames, labels
 
 
 def _fit(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -120,9 +149,11 @@ def run_methods(
 
 
 def summarize(
-    collected: _Collected, method: Method, model: RSEEModel, frames: int
+    collected: _Collected, method: Method, model: RSEEModel, frames: int,
+    classes: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The reported figures of one method (see ``docs/benchmarks.md`` for each field)."""
+    """The reported figures of one method (see ``docs/benchmarks.md`` for each field);
+    ``classes`` names the labels of ``per_class`` (default: the label numbers)."""
     probabilities = collected.cat("probabilities")
     labels = collected.cat("labels")
     n = len(labels)
@@ -151,7 +182,36 @@ def summarize(
         "seconds": seconds,
         "frames_per_s": frames * n / seconds if seconds > 0 else math.nan,
         "videos_per_s": n / seconds if seconds > 0 else math.nan,
+        "ece": expected_calibration_error(probabilities, labels),
+        "per_class": per_class_table(
+            probabilities.argmax(axis=1), labels, processed, gmacs,
+            classes or [str(c) for c in range(model.config.num_classes)]),
     }
+
+
+def video_records(collected: _Collected, records: Sequence[Any], classes: Sequence[str]
+                  ) -> list[dict[str, Any]]:
+    """One record per video of one method: the data set's ``video`` id and ``path``, true
+    ``label`` and ``predicted`` class, ``confidence`` (top-1 probability), ``exit_step``
+    (0-based; None: never exited), ``frames_processed``, ``resolutions`` (per frame, 0: not
+    processed) and ``gflops``; ``records`` are the data set's, in the order of the videos."""
+    probabilities = collected.cat("probabilities")
+    labels, exited = collected.cat("labels"), collected.cat("exited_early")
+    exit_step, processed = collected.cat("exit_step"), collected.cat("frames_processed")
+    resolutions, gmacs = collected.cat("resolutions"), collected.cat("gmacs")
+    out = []
+    for i, record in enumerate(records):
+        predicted = int(probabilities[i].argmax())
+        out.append({
+            "video": record.name, "path": record.path, "label": classes[int(labels[i])],
+            "predicted": classes[predicted], "correct": predicted == int(labels[i]),
+            "confidence": round(float(probabilities[i, predicted]), 6),
+            "exit_step": int(exit_step[i]) if exited[i] else None,
+            "frames_processed": int(processed[i]),
+            "resolutions": [int(r) for r in resolutions[i]],
+            "gflops": round(float(gmacs[i]), 6),
+        })
+    return out
 
 
 def group_results(
@@ -179,7 +239,7 @@ def _add_baseline_checkpoints(
     ``methods``; returns the report's ``baseline_checkpoints`` section."""
     from rsee_ros.model import load_checkpoint
 
-    taken = {m.group for m in methods} | {"rsee", MAIN, *BUILTIN_BASELINES}
+    taken = {m.group for m in methods} | {"rsee", MAIN, OPERATING_POINT, *BUILTIN_BASELINES}
     taken |= {f"uniform_{r}" for r in main.config.resolutions}
     external: dict[str, Any] = {}
     for base in baselines:
@@ -198,6 +258,52 @@ def _add_baseline_checkpoints(
             "resized_input": loaded.config.max_resolution != main.config.max_resolution,
         }
     return external
+
+
+def _operating_method(
+    methods: Sequence[Method], thresholds: Sequence[float], threshold: float
+) -> tuple[int | None, list[Method]]:
+    """Where the operating threshold is in the RSEE sweep (its index), or None and the extra
+    RSEE method (group :data:`OPERATING_POINT`) that runs at it; none when RSEE is excluded."""
+    rsee = next((m for m in methods if m.group == "rsee"), None)
+    if rsee is None:
+        return None, []
+    for index, value in enumerate(thresholds):
+        if math.isclose(value, threshold, abs_tol=1e-9):
+            return index, []
+    settings = rsee.settings.with_changes(exit_threshold=threshold)
+    return None, [Method(OPERATING_POINT, rsee.model, settings)]
+
+
+def _operating_point(threshold: float, rsee_index: int | None, grouped: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The report's ``operating_point``; takes the extra RSEE run's entry out of ``grouped``."""
+    entry = grouped.pop(OPERATING_POINT, None)
+    if entry is not None:
+        entry["method"] = "rsee"  # an RSEE entry, run apart from the sweep
+    return {"threshold": threshold_json(threshold), "rsee_index": rsee_index, "entry": entry}
+
+
+def operating_entry(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The RSEE entry of a report at its operating point (None: no RSEE entry there)."""
+    point = report.get("operating_point") or {}
+    if point.get("rsee_index") is not None:
+        return report["rsee"][point["rsee_index"]]
+    return point.get("entry")
+
+
+def _summaries(
+    collected: Sequence[_Collected], methods: Sequence[Method], models: Mapping[str, RSEEModel],
+    frames: int, classes: Sequence[str], records: Sequence[Any],
+) -> list[dict[str, Any]]:
+    """Every method's summary; those of :data:`PER_VIDEO` with their ``videos``."""
+    out = []
+    for c, m in zip(collected, methods, strict=True):
+        summary = summarize(c, m, models[m.model], frames, classes)
+        if m.group in PER_VIDEO:
+            summary["videos"] = video_records(c, records, classes)
+        out.append(summary)
+    return out
 
 
 def evaluate(
@@ -220,34 +326,44 @@ def evaluate(
     wrap: Wrap | None = None,
     progress: bool = False,
     gate: str | None = None,
+    operating_threshold: float | str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint and its baselines on a data set; returns the JSON report.
 
-    ``wrap`` wraps the batch iterable (progress bar); ``progress`` lets data set probing show its
-    own bar. See :mod:`~rsee_ros.evaluation.methods` for the methods.
+    ``operating_threshold`` (default: the checkpoint's training ``eval_threshold``, else 0.9)
+    is RSEE's operating point (per-class table, confusion matrix); it runs once more when the
+    sweep lacks it. ``wrap`` wraps the batch iterable (progress bar); ``progress`` lets data set
+    probing show its own bar. See :mod:`~rsee_ros.evaluation.methods` for the methods.
     """
+    from rsee_ros.evaluation.bench import default_threshold
     from rsee_ros.model import load_checkpoint, resolve_device
 
     dev = resolve_device(device)
     main = load_checkpoint(checkpoint, device=dev)
     thresholds = [parse_threshold(t) for t in thresholds]
+    operating = (default_threshold(main.metadata) if operating_threshold is None
+                 else parse_threshold(operating_threshold))
     unknown = sorted(set(exclude) - set(builtin_groups(main.config)))
     if unknown:
         raise ValueError(f"cannot exclude {unknown}: the in-model methods are "
                          f"{sorted(builtin_groups(main.config))}")
     models: dict[str, RSEEModel] = {MAIN: main.model}
     methods = builtin_methods(main.config, thresholds, seed=seed, exclude=exclude, gate=gate)
+    in_sweep, extra = _operating_method(methods, thresholds, operating)
+    methods += extra
     external = _add_baseline_checkpoints(main, baselines, thresholds, models, methods, dev)
     data_cfg, bundle = load_split(main, data, kind=kind, split=split, frames=frames,
                                   options=options, cache_dir=cache_dir, workers=workers,
                                   progress=progress)
     indices = spread_indices(len(bundle.dataset), max_videos)
-    batches = Batches(bundle.dataset, indices, batch_size=batch_size, workers=workers)
+    batches = _SeenItems(Batches(bundle.dataset, indices, batch_size=batch_size,
+                                 workers=workers))
     collected = run_methods(models, batches, methods, wrap=wrap)
-    summaries = [summarize(c, m, models[m.model], frames)
-                 for c, m in zip(collected, methods, strict=True)]
+    records = [bundle.dataset.records[i] for i in batches.items]
+    summaries = _summaries(collected, methods, models, frames, main.class_names, records)
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
+    operating_point = _operating_point(operating, in_sweep, grouped)
     return {
         **_report_header(checkpoint, data, split, frames, main, data_cfg, bundle,
                          num_videos=len(indices), batch_size=batch_size,
@@ -257,6 +373,7 @@ def evaluate(
         "baselines": grouped,
         "data_set_checks": data_set_checks(grouped, main.config.resolutions),
         "curve_comparisons": curve_comparisons(rsee, grouped),
+        "operating_point": operating_point,
     }
 
 

@@ -1,6 +1,8 @@
-"""Video-level metrics: top-1 accuracy, mAP, resolution/skip and exit-step histograms.
+"""Video-level metrics: top-1 accuracy, mAP, calibration error, per-class figures, the confusion
+matrix, resolution/skip and exit-step histograms.
 
-Pure numpy (sklearn is not a dependency). Accuracies are in percent ("points").
+Pure numpy (sklearn is not a dependency). Accuracies and calibration errors are in percent
+("points").
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 
 SKIP = "skip"
 NO_EXIT = "none"
+ECE_BINS = 15
 
 
 def _numpy(x: object) -> np.ndarray:
@@ -103,13 +106,82 @@ def exit_step_histogram(exit_step: object, exited_early: object, frames: int) ->
     return hist
 
 
+def calibration_error(confidences: object, correct: object, bins: int = ECE_BINS) -> float:
+    """Expected calibration error in percent: ``sum_b |B_b| / N * |accuracy(B_b) -
+    mean confidence(B_b)|`` over ``bins`` equal-width bins of ``(b-1)/bins, b/bins]`` (a
+    confidence of 0 goes to the first bin); NaN without videos.
+
+    ``confidences`` ``(N,)`` in [0, 1] (usually the top-1 probability), ``correct`` ``(N,)`` bool.
+    """
+    conf = _numpy(confidences).astype(np.float64).ravel()
+    hit = _numpy(correct).astype(bool).ravel()
+    if conf.shape != hit.shape:
+        raise ValueError(f"{conf.shape[0]} confidences but {hit.shape[0]} correctness values")
+    if bins < 1:
+        raise ValueError(f"need at least one bin, got {bins}")
+    if len(conf) == 0:
+        return float("nan")
+    if np.any((conf < 0) | (conf > 1)) or np.any(np.isnan(conf)):
+        raise ValueError("confidences must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.digitize(conf, edges[1:-1], right=True)  # edges[b] < conf <= edges[b + 1]
+    # per bin |B_b| * |accuracy - mean confidence| = |hits - summed confidence|
+    gaps = np.abs(np.bincount(which, hit, bins) - np.bincount(which, conf, bins))
+    return float(100.0 * gaps.sum() / len(conf))
+
+
+def expected_calibration_error(
+    probabilities: object, labels: object, bins: int = ECE_BINS
+) -> float:
+    """:func:`calibration_error` of the top-1 predictions of ``probabilities`` ``(N, C)`` (each
+    row a distribution over the classes) against ``labels`` ``(N,)``, in percent."""
+    probs, labels = _numpy(probabilities), _numpy(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return calibration_error(probs.max(axis=1), probs.argmax(axis=1) == labels, bins)
+
+
+def per_class_table(
+    predicted: object, labels: object, frames_processed: object, gflops: object,
+    classes: Sequence[str],
+) -> dict[str, dict[str, float | int]]:
+    """Per class (name, in label order): its ``videos``, their ``top1`` (%) and mean
+    ``frames_processed`` and ``gflops_per_video`` (NaN for a class without videos)."""
+    predicted, labels = _numpy(predicted), _numpy(labels)
+    processed, gflops = _numpy(frames_processed), _numpy(gflops)
+    table: dict[str, dict[str, float | int]] = {}
+    for index, name in enumerate(classes):
+        rows = labels == index
+        n = int(rows.sum())
+        table[name] = {
+            "videos": n,
+            "top1": float(100.0 * np.mean(predicted[rows] == index)) if n else float("nan"),
+            "frames_processed": float(processed[rows].mean()) if n else float("nan"),
+            "gflops_per_video": float(gflops[rows].mean()) if n else float("nan"),
+        }
+    return table
+
+
+def confusion_matrix(predicted: object, labels: object, num_classes: int) -> np.ndarray:
+    """Video counts ``(num_classes, num_classes)``: row = true class, column = predicted."""
+    predicted, labels = _numpy(predicted).astype(int), _numpy(labels).astype(int)
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
 __all__ = [
+    "ECE_BINS",
     "NO_EXIT",
     "SKIP",
     "average_precision",
+    "calibration_error",
+    "confusion_matrix",
     "exit_step_histogram",
+    "expected_calibration_error",
     "frame_accounting",
     "mean_average_precision",
+    "per_class_table",
     "resolution_histogram",
     "top1_accuracy",
 ]

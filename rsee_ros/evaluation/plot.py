@@ -1,4 +1,5 @@
-"""The accuracy-versus-GFLOPs plot of an ``rsee eval`` report (matplotlib, Agg canvas)."""
+"""The plots of an ``rsee eval`` report: accuracy versus GFLOPs, and the confusion matrix of one
+entry (matplotlib, Agg canvas)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from rsee_ros.evaluation.methods import label_for
+from rsee_ros.evaluation.metrics import confusion_matrix
 
 _MARKERS = "os^vD<>ph*X"
 
@@ -71,10 +73,48 @@ def plot_accuracy_vs_gflops(
                  f"({report.get('split', '')}, {videos} videos, T={frames})")
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
     return out
 
 
-__all__ = ["plot_accuracy_vs_gflops"]
+def plot_confusion_matrix(
+    videos: Sequence[Mapping[str, Any]], classes: Sequence[str], out: str | Path, *,
+    title: str = "confusion matrix",
+) -> Path:
+    """Draw the confusion matrix of an entry's per-video records (``label``, ``predicted``
+    class names) into a PNG at ``out``: rows the true class, columns the predicted one, colour
+    the fraction of the row's videos, counts written in the cells up to 30 classes."""
+    index = {name: i for i, name in enumerate(classes)}
+    matrix = confusion_matrix([index[v["predicted"]] for v in videos],
+                              [index[v["label"]] for v in videos], len(classes))
+    rows = matrix.sum(axis=1, keepdims=True)
+    shares = matrix / rows.clip(min=1)
+    side = min(max(4.0 + 0.22 * len(classes), 5.5), 30.0)
+    fig = Figure(figsize=(side + 1.2, side), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    font = max(3.0, min(8.0, 240.0 / max(len(classes), 1)))
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, labels=list(classes), rotation=90, fontsize=font)
+    ax.set_yticks(ticks, labels=list(classes), fontsize=font)
+    if len(classes) <= 30:
+        for row, col in zip(*matrix.nonzero(), strict=True):
+            colour = "white" if shares[row, col] > 0.5 else "black"
+            ax.text(col, row, str(matrix[row, col]), ha="center", va="center", fontsize=font,
+                    color=colour)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{title} ({len(videos)} videos)")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+__all__ = ["plot_accuracy_vs_gflops", "plot_confusion_matrix"]
