@@ -124,3 +124,29 @@ def test_malicious_pickle_is_refused_without_running(tmp_path: Path, saved: Path
         load_checkpoint(evil)
     assert "evil.pt" in str(info.value)
     assert not marker.exists(), "loading executed pickled code"
+
+
+def test_refusals_name_the_blocked_global_and_give_no_advice(tmp_path: Path, saved: Path,
+                                                            recwarn) -> None:
+    marker = tmp_path / "pwned"
+    payload = torch.load(saved, weights_only=True)
+    payload["metadata"] = {"evil": _Exploit(marker)}
+    evil = tmp_path / "evil.pt"
+    torch.save(payload, evil, pickle_protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(evil)
+    text = str(info.value)
+    assert "\n" not in text and "weights_only" not in text  # one line, not torch's advice
+    assert "posix.system" in text or "os.system" in text  # which global was blocked
+    assert not [w for w in recwarn if "pickle" in str(w.message)]  # torch's warnings silenced
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path, saved: Path) -> None:
+    payload = torch.load(saved, weights_only=True)
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][key] = payload["state_dict"][key].clone()
+    payload["state_dict"][key].view(-1)[0] = float("nan")
+    bad = tmp_path / "nan.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match=f"weight {key} holds NaN"):
+        load_checkpoint(bad)

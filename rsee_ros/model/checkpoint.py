@@ -7,6 +7,9 @@ Files are written with ``torch.save`` holding only tensors and plain data, and r
 from __future__ import annotations
 
 import pickle
+import pickletools
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +90,32 @@ def _first_line(error: BaseException) -> str:
     return text[0][:200] if text else type(error).__name__
 
 
+# Globals a checkpoint's pickle may name: torch's tensor rebuilding and plain containers.
+_DATA_MODULES = ("torch", "collections", "builtins", "_codecs", "numpy")
+
+
+def _foreign_globals(path: Path) -> list[str]:
+    """The globals (``module.name``) other than torch's and plain containers' that the pickle
+    inside a torch zip archive references, read with :mod:`pickletools` (which decodes opcodes
+    and runs nothing): what the refusal names."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("data.pkl"))
+            data = archive.read(name)
+        strings: list[str] = []
+        found: list[str] = []
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+                strings = [*strings[-1:], str(arg)]
+            elif opcode.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif opcode.name == "STACK_GLOBAL" and len(strings) == 2:
+                found.append(".".join(strings))
+    except (OSError, StopIteration, ValueError, zipfile.BadZipFile, pickle.PickleError):
+        return []
+    return [g for g in dict.fromkeys(found) if g.split(".")[0] not in _DATA_MODULES]
+
+
 def _read(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise CheckpointError(path, "file not found")
@@ -95,14 +124,19 @@ def _read(path: Path) -> dict[str, Any]:
     if path.stat().st_size == 0:
         raise CheckpointError(path, "file is empty")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own warnings about the pickle protocol
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if path.read_bytes()[:2] != b"PK":  # not a torch zip archive at all
             raise CheckpointError(
                 path, "truncated or corrupt: not a torch zip archive (raw pickles are refused)"
             ) from error
+        blocked = _foreign_globals(path)
+        what = f"a reference to {blocked[0]}" if blocked else "objects other than data"
         raise CheckpointError(
-            path, f"refused: it holds pickled objects other than plain data ({_first_line(error)})"
+            path, f"refused: it holds pickled {what}, which loading would run; only plain "
+            "data (weights, numbers, strings) is loaded"
         ) from error
     except Exception as error:  # torch raises many types (KeyError, EOFError, ...) on junk
         raise CheckpointError(path, f"truncated or corrupt ({_first_line(error)})") from error
@@ -149,6 +183,8 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
                 path, f"weight {key} has shape {tuple(value.shape)}, expected "
                 f"{tuple(own[key].shape)}",
             )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(path, f"weight {key} holds NaN or infinite values")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     model.flops = flops
     model.eval()

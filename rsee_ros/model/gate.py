@@ -53,9 +53,12 @@ def exit_score(
     return confidence_exit_score(logits)
 
 
-def should_exit(score: torch.Tensor, threshold: float) -> torch.Tensor:
+def should_exit(score: torch.Tensor | float, threshold: float) -> torch.Tensor | bool:
     """The exit decision for a runtime threshold in [0, 1]: ``score >= threshold``, except that
-    :data:`NEVER_EXIT` (or above) never exits, however saturated the score."""
+    :data:`NEVER_EXIT` (or above) never exits, however saturated the score. ``score`` is a
+    tensor (a batch) or a number (one video)."""
     if threshold >= NEVER_EXIT:
-        return torch.zeros_like(score, dtype=torch.bool)
+        if isinstance(score, torch.Tensor):
+            return torch.zeros_like(score, dtype=torch.bool)
+        return False
     return score >= threshold

@@ -25,7 +25,7 @@ from rsee_ros.model.gate import LearnedExitGate, exit_score, should_exit
 from rsee_ros.model.outputs import BatchInference, StepResult, TrainOutput, VideoState
 from rsee_ros.model.preprocess import resize_frames
 from rsee_ros.model.selector import ResolutionSelector, gumbel_decision, masked_argmax
-from rsee_ros.model.settings import InferenceSettings
+from rsee_ros.model.settings import InferenceSettings, allowed_actions, fixed_index
 
 
 class RSEEModel(nn.Module):
@@ -91,29 +91,11 @@ class RSEEModel(nn.Module):
 
     def action_mask(self, settings: InferenceSettings) -> torch.Tensor:
         """Boolean ``(A,)`` mask of the actions the settings allow (at least one resolution)."""
-        cfg = self.config
-        allowed = torch.ones(cfg.num_actions, dtype=torch.bool)
-        if settings.allowed_resolutions is not None:
-            wanted = set(settings.allowed_resolutions)
-            unknown = wanted - set(cfg.resolutions)
-            if unknown:
-                raise ValueError(
-                    f"resolutions {sorted(unknown)} are not among the model's {cfg.resolutions}"
-                )
-            for index, r in enumerate(cfg.resolutions):
-                allowed[index] = r in wanted
-            if not allowed[: cfg.num_resolutions].any():
-                raise ValueError("allowed_resolutions must keep at least one resolution")
-        if not settings.skip_enabled:
-            allowed[cfg.num_resolutions:] = False
-        return allowed.to(self.device)
+        return allowed_actions(self.config, settings).to(self.device)
 
     def _fixed_index(self, settings: InferenceSettings) -> int:
         """Resolution index of the ``uniform`` policy."""
-        fixed = settings.fixed_resolution or self.config.max_resolution
-        if fixed not in self.config.resolutions:
-            raise ValueError(f"fixed_resolution {fixed} is not one of the model's")
-        return self.config.resolutions.index(fixed)
+        return fixed_index(self.config, settings)
 
     # -------------------------------------------------------------- inference
     def initial_state(self, batch: int, settings: InferenceSettings) -> VideoState:

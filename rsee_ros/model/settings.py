@@ -5,7 +5,9 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, replace
 
-from rsee_ros.model.config import GATES
+import torch
+
+from rsee_ros.model.config import GATES, RSEEConfig
 from rsee_ros.model.gate import NEVER_EXIT
 
 POLICIES = ("learned", "uniform", "random")
@@ -48,3 +50,31 @@ class InferenceSettings:
     def with_changes(self, **changes: object) -> InferenceSettings:
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
+
+
+def allowed_actions(config: RSEEConfig, settings: InferenceSettings) -> torch.Tensor:
+    """Boolean ``(A,)`` mask (CPU) of the actions ``settings`` allow a model of ``config``:
+    resolutions, then skips; at least one resolution (``ValueError`` otherwise)."""
+    allowed = torch.ones(config.num_actions, dtype=torch.bool)
+    if settings.allowed_resolutions is not None:
+        wanted = set(settings.allowed_resolutions)
+        unknown = wanted - set(config.resolutions)
+        if unknown:
+            raise ValueError(
+                f"resolutions {sorted(unknown)} are not among the model's {config.resolutions}"
+            )
+        for index, r in enumerate(config.resolutions):
+            allowed[index] = r in wanted
+        if not allowed[: config.num_resolutions].any():
+            raise ValueError("allowed_resolutions must keep at least one resolution")
+    if not settings.skip_enabled:
+        allowed[config.num_resolutions:] = False
+    return allowed
+
+
+def fixed_index(config: RSEEConfig, settings: InferenceSettings) -> int:
+    """Resolution index of the ``uniform`` policy (``ValueError`` for one the model lacks)."""
+    fixed = settings.fixed_resolution or config.max_resolution
+    if fixed not in config.resolutions:
+        raise ValueError(f"fixed_resolution {fixed} is not one of the model's")
+    return config.resolutions.index(fixed)
