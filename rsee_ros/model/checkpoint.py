@@ -133,10 +133,11 @@ def _read(path: Path) -> dict[str, Any]:
                 path, "truncated or corrupt: not a torch zip archive (raw pickles are refused)"
             ) from error
         blocked = _foreign_globals(path)
-        what = f"a reference to {blocked[0]}" if blocked else "objects other than data"
+        what = (f"a pickled reference to {blocked[0]}" if blocked
+                else "pickled objects other than data")
         raise CheckpointError(
-            path, f"refused: it holds pickled {what}, which loading would run; only plain "
-            "data (weights, numbers, strings) is loaded"
+            path, f"refused: it holds {what}, which loading would run; only plain data "
+            "(weights, numbers, strings) is loaded"
         ) from error
     except Exception as error:  # torch raises many types (KeyError, EOFError, ...) on junk
         raise CheckpointError(path, f"truncated or corrupt ({_first_line(error)})") from error
