@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rsee_ros.commands.train", "Train a model in stages from a YAML configuration"),
     "eval-bag": ("rsee_ros.commands.eval_bag", "Run the node's recognition on a rosbag2 recording"),
     "predict": ("rsee_ros.commands.predict", "Label a video, folder, rosbag or camera"),
+    "export": ("rsee_ros.commands.export", "Export a checkpoint to ONNX for onnxruntime/TensorRT"),
     "eval": ("rsee_ros.commands.eval", "Accuracy, GFLOPs and speed of a checkpoint and baselines"),
     "bench": ("rsee_ros.commands.bench", "RSEE vs Uniform/Resolution-only/Exit-only, streamed"),
     "bench-node": ("rsee_ros.commands.bench_node", "rsee_node over DDS: throughput, latency, CPU"),

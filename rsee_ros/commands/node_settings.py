@@ -9,7 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NODE_PARAMS", "add_node_settings", "node_parameters", "pipeline_settings"]
+__all__ = ["NODE_PARAMS", "add_engine_options", "add_node_settings", "load_pipeline_engine",
+           "node_parameters", "pipeline_settings"]
 
 NODE_PARAMS = (
     "window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
@@ -39,6 +40,28 @@ def add_node_settings(parser: argparse.ArgumentParser) -> None:
                        help="uniform: every frame at the highest allowed resolution (baseline)")
     group.add_argument("--gate", choices=("confidence", "learned"),
                        help="exit rule (default: the model's)")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """Register ``--engine`` and ``--device`` (the node's ``engine`` and ``device``)."""
+    from rsee_ros.engine import ENGINES
+
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="inference engine (default: --params' engine, else auto: "
+                        "onnxruntime when installed, else torch)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or auto (default: --params' device, else cpu)")
+
+
+def load_pipeline_engine(args: argparse.Namespace, params: dict[str, Any], checkpoint: str,
+                         threads: int = 1) -> Any:
+    """The engine the options and parameters ask for (errors: ``CheckpointError``,
+    ``ExportError``, ``RuntimeError``, ``ValueError``)."""
+    from rsee_ros.engine import load_engine
+
+    return load_engine(checkpoint, args.engine or params.get("engine") or "auto",
+                       device=args.device or params.get("device") or "cpu", threads=threads,
+                       cache_dir=params.get("engine_cache_dir") or None)
 
 
 def node_parameters(path: str | Path, node_name: str = "rsee_node") -> dict[str, Any]:

@@ -22,7 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rsee_ros.commands.node_settings import add_node_settings, node_parameters, pipeline_settings
+from rsee_ros.commands.node_settings import (
+    add_engine_options,
+    add_node_settings,
+    load_pipeline_engine,
+    node_parameters,
+    pipeline_settings,
+)
 
 CSV_FIELDS = ("source", "first_frame", "last_frame", "label", "class_id", "confidence",
               "frames_processed", "window_length", "exited_early", "complete", "end_reason",
@@ -37,7 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="model checkpoint (default: --params' checkpoint, else the packaged "
                         "default model)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: batch-1 streaming gains nothing "
                         "from more)")
@@ -48,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=0,
                         help="stop each source after this many frames (0: all)")
     parser.add_argument("--quiet", action="store_true", help="print the summary only")
+    add_engine_options(parser)
     add_node_settings(parser)
 
 
@@ -75,10 +81,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from rsee_ros.data.sources import SourceError
+    from rsee_ros.engine.export import ExportError
     from rsee_ros.evaluation.annotate import Annotator
     from rsee_ros.evaluation.common import jsonable, write_json_report
     from rsee_ros.evaluation.predict import DEFAULT_FPS, open_sources, predict
-    from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
+    from rsee_ros.model import CheckpointError
     from rsee_ros.pipeline.runner import RecognitionPipeline
     from rsee_ros.resources import DEFAULT_CHECKPOINT
 
@@ -96,10 +103,9 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--annotate writes one video; {args.source} holds {len(sources)} sources")
     checkpoint_path = Path(args.checkpoint or params.get("checkpoint") or DEFAULT_CHECKPOINT)
     try:
-        checkpoint = load_checkpoint(checkpoint_path,
-                                     device=resolve_device(args.device or "cpu"))
-        pipeline = RecognitionPipeline(checkpoint.model, checkpoint.class_names, settings)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
+        engine = load_pipeline_engine(args, params, str(checkpoint_path), args.threads)
+        pipeline = RecognitionPipeline(engine, settings=settings)
+    except (CheckpointError, ExportError, RuntimeError, ValueError) as exc:
         return _fail(f"cannot load the model: {exc}")
     annotator = (Annotator(args.annotate, sources[0][1].fps or DEFAULT_FPS)
                  if args.annotate else None)
@@ -114,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print("rsee predict: interrupted; the windows so far are kept", file=sys.stderr)
     summary = _summary(windows, pipeline, time.monotonic() - start)
     print(_summary_line(summary))
-    doc = {"source": args.source, "checkpoint": str(checkpoint_path),
-           "classes": checkpoint.class_names, "settings": settings.to_dict(),
+    doc = {"source": args.source, "checkpoint": str(checkpoint_path), "engine": engine.name,
+           "classes": engine.class_names, "settings": settings.to_dict(),
            "windows": [w.to_dict() for w in windows], "summary": summary}
     if args.json:
         write_json_report(args.json, jsonable(doc))

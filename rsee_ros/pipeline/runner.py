@@ -9,11 +9,12 @@ Per pushed frame (:meth:`RecognitionPipeline.push`):
 2. The frame goes through :class:`~rsee_ros.pipeline.windowing.MultiSourceWindowing` (per source:
    gap / backwards-stamp video splitting, ``frame_step`` subsampling, ``window_size`` /
    ``stride`` windows). Frames of different sources never mix.
-3. Each window has its own :class:`~rsee_ros.model.StreamingSession` (sliding windows overlap, so
-   one frame may feed several sessions). The frame is preprocessed once (``frame_to_tensor`` at
-   the model's highest resolution), and only when at least one window still needs it: frames
-   dropped by ``frame_step``, outside every window, or arriving after every window that holds them
-   exited cost nothing.
+3. Each window has its own streaming session on the pipeline's engine
+   (:class:`~rsee_ros.engine.base.EngineSession`; sliding windows overlap, so one frame may feed
+   several sessions). The frame is preprocessed once (``frame_to_tensor`` at the model's highest
+   resolution), and only when at least one window will look at it: frames dropped by
+   ``frame_step``, outside every window, inside a multi-frame skip of every window holding them
+   or arriving after every such window exited cost nothing.
 4. A window whose session exits is marked exited (it gets no more frames) and its result is
    returned at once, with ``exited_early`` set when frames of the window were left: the decision
    does not wait for the rest of the window.
@@ -51,7 +52,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from rsee_ros.model import InferenceSettings, RSEEModel, StreamingSession, load_checkpoint
+from rsee_ros.engine import engine_for_model, load_engine
+from rsee_ros.engine.base import Engine, EngineSession
+from rsee_ros.model import InferenceSettings, RSEEModel
 from rsee_ros.model.config import GATES
 from rsee_ros.model.preprocess import frame_to_tensor
 from rsee_ros.pipeline.percentiles import percentile
@@ -307,7 +310,7 @@ class RecentResult(NamedTuple):
 class _Track:
     """Inference state of one open window."""
 
-    session: StreamingSession
+    session: EngineSession
     resolutions: list[int] = field(default_factory=list)
     last_stamp: float = 0.0
     last_stamp_ns: int = 0
@@ -319,42 +322,39 @@ class _Track:
 class RecognitionPipeline:
     """Windowing + streaming RSEE inference over one or more frame sources.
 
-    ``model_or_checkpoint`` is an :class:`RSEEModel` (with ``class_names``) or a checkpoint path
-    (class names from the file unless given). ``device`` moves the model ("cpu", "cuda", a
-    ``torch.device``; None leaves it). ``clock`` (seconds, monotonic) is used for latencies and
-    ``busy_s``. Not re-entrant: call
+    ``model`` is an :class:`~rsee_ros.engine.base.Engine`, an :class:`RSEEModel` (with
+    ``class_names``; run on the ``torch`` engine), or a checkpoint file or export directory
+    (loaded with :func:`rsee_ros.engine.load_engine` on ``engine``, default ``torch``, and
+    ``device``; class names from the file unless given). ``clock`` (seconds, monotonic) is used
+    for latencies and ``busy_s``. Not re-entrant: call
     :meth:`process` / :meth:`push` / :meth:`close` from one thread; :meth:`update`,
     :attr:`settings` and :meth:`stats` may be called from any thread.
     """
 
     def __init__(
         self,
-        model_or_checkpoint: RSEEModel | str | Path,
+        model: Engine | RSEEModel | str | Path,
         class_names: Sequence[str] | None = None,
         settings: PipelineSettings | None = None,
         *,
-        device: str | torch.device | None = None,
+        engine: str = "torch",
+        device: str = "cpu",
         clock: Callable[[], float] = time.monotonic,
         recent: int = 512,
     ) -> None:
-        if isinstance(model_or_checkpoint, RSEEModel):
-            model = model_or_checkpoint
+        if isinstance(model, RSEEModel):
             if class_names is None:
                 raise ValueError("class_names are required with a model")
-        else:
-            checkpoint = load_checkpoint(model_or_checkpoint)
-            model = checkpoint.model
-            class_names = class_names if class_names is not None else checkpoint.class_names
+            model = engine_for_model(model.eval(), list(class_names), engine)
+        elif not isinstance(model, Engine):
+            model = load_engine(model, engine, device=device)
+        class_names = model.class_names if class_names is None else class_names
         if len(class_names) != model.config.num_classes:
             raise ValueError(
                 f"{len(class_names)} class names for a model with {model.config.num_classes} "
                 "classes"
             )
-        if device is not None:
-            from rsee_ros.model import resolve_device
-
-            model.to(resolve_device(device))
-        self.model = model.eval()
+        self.engine = model
         self.class_names = [str(c) for c in class_names]
         self.resolutions = tuple(model.config.resolutions)
         self.input_size = model.config.max_resolution
@@ -457,7 +457,7 @@ class RecognitionPipeline:
         results = [r for w in event.ended if (r := self._cut(w, received)) is not None]
         for w in event.opened:
             self._tracks[w.id] = _Track(
-                StreamingSession(self.model, self._inference), first_stamp_ns=stamp_ns
+                self.engine.session(self._inference), first_stamp_ns=stamp_ns
             )
         active = event.active
         histogram: Counter[int] = Counter()
@@ -470,9 +470,11 @@ class RecognitionPipeline:
         elif not active:
             outcome = AFTER_EXIT
         else:
-            if isinstance(rgb, np.ndarray) and not rgb.flags.writeable:
-                rgb = rgb.copy()  # torch warns on read-only arrays (rosbags, bytes buffers)
-            tensor = frame_to_tensor(rgb, self.input_size).to(self.model.device)
+            tensor = None
+            if any(self._tracks[w.id].session.needs_frame for w in active):
+                if isinstance(rgb, np.ndarray) and not rgb.flags.writeable:
+                    rgb = rgb.copy()  # torch warns on read-only arrays (rosbags, bytes buffers)
+                tensor = frame_to_tensor(rgb, self.input_size)
             outcome = SKIPPED
             for w in active:
                 track = self._tracks[w.id]

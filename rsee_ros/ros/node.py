@@ -53,7 +53,9 @@ from rsee_ros.data.image_conversion import (
     image_to_rgb,
 )
 from rsee_ros.data.stamps import stamp_ns
-from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
+from rsee_ros.engine import load_engine
+from rsee_ros.engine.export import ExportError
+from rsee_ros.model import CheckpointError, resolve_device
 from rsee_ros.msg import ActionRecognition, ActionRecognitionArray, LabelInfo, RseeStatus
 from rsee_ros.pipeline.control import SettingsControl
 from rsee_ros.pipeline.rejects import RejectCounter
@@ -93,10 +95,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "checkpoint",
         "",
-        "Model checkpoint file; empty: the packaged default model (rsee_synthetic.pt).",
+        "Model checkpoint file or export directory (rsee export); empty: the packaged default "
+        "model (rsee_synthetic.pt).",
     ),
-    ParamSpec("device", "auto", "Torch device.",
+    ParamSpec("device", "auto", "Device: cpu or cuda (torch engines' device; with onnxruntime "
+              "the CUDA provider).",
               constraints="auto (cuda if available), cpu, cuda or cuda:N"),
+    ParamSpec(
+        "engine",
+        "auto",
+        "Inference engine: torch (eager), torch-fused, onnxruntime (the model exported to ONNX, "
+        "CPU or with device cuda the CUDA provider), tensorrt (ONNX Runtime's TensorRT "
+        "provider); auto: onnxruntime when it is installed, else torch. checkpoint may also "
+        "be an export directory (rsee export).",
+        constraints="auto, torch, torch-fused, onnxruntime or tensorrt",
+    ),
+    ParamSpec(
+        "engine_cache_dir",
+        "",
+        "Where a checkpoint's ONNX export and TensorRT engines are kept (made on first use); "
+        "empty: $RSEE_ENGINE_CACHE or ~/.cache/rsee_ros/engines.",
+    ),
     ParamSpec("num_threads", 1, "Torch CPU threads (batch-1 streaming gains nothing from more; "
               "on a busy machine they spin against each other); 0: torch's default.",
               int_range=(0, 256)),
@@ -240,9 +259,9 @@ class RseeNode(Node):
             p = declare_parameters(self, PARAMETERS)
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
-        checkpoint = self._load_model(p)
-        self.resolutions = list(checkpoint.config.resolutions)
-        self.pipeline = RecognitionPipeline(checkpoint.model, checkpoint.class_names)
+        engine = self._load_engine(p)
+        self.resolutions = list(engine.config.resolutions)
+        self.pipeline = RecognitionPipeline(engine)
         try:
             self.control = SettingsControl(
                 self.pipeline, self._user_settings(p), target_fps=p["target_fps"]
@@ -258,9 +277,9 @@ class RseeNode(Node):
         self._status_pub = self.create_publisher(RseeStatus, "~/status", 10)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._label_pub.publish(to_label_info(
-            checkpoint.class_names, self.resolutions, stamp=self.get_clock().now().to_msg(),
-            model_name=str(checkpoint.metadata.get("name", "rsee")),
-            backbone=checkpoint.config.backbone, checkpoint=str(self.checkpoint_path),
+            engine.class_names, self.resolutions, stamp=self.get_clock().now().to_msg(),
+            model_name=str(engine.metadata.get("name", "rsee")),
+            backbone=engine.config.backbone, checkpoint=str(self.checkpoint_path),
         ))
         self._latest: dict[str, ActionRecognition] = {}
 
@@ -283,16 +302,17 @@ class RseeNode(Node):
         if hasattr(self, "add_post_set_parameters_callback"):  # Jazzy and later
             self.add_post_set_parameters_callback(lambda _params: self._apply_pending())
         self.get_logger().info(
-            f"{checkpoint.config.num_classes} classes, resolutions {self.resolutions} on "
-            f"{self.device} ({self.checkpoint_path.name}); "
+            f"{engine.config.num_classes} classes, resolutions {self.resolutions}, engine "
+            f"{engine.describe()} ({self.checkpoint_path.name}); "
             + ("subscribing while results are listened to: " if p["lazy_subscription"] else
                "listening on ") + self.cameras.describe()
         )
 
     # Setup ------------------------------------------------------------------------------------
 
-    def _load_model(self, p: dict[str, Any]) -> Any:
-        """The checkpoint, on the device asked for (StartupError with one line otherwise)."""
+    def _load_engine(self, p: dict[str, Any]) -> Any:
+        """The model on the engine and device asked for (StartupError with one line
+        otherwise)."""
         if p["qos_reliability"] not in QOS_CHOICES:
             raise StartupError(
                 f"qos_reliability must be one of {QOS_CHOICES}, got {p['qos_reliability']!r}"
@@ -307,14 +327,19 @@ class RseeNode(Node):
             torch.set_num_threads(p["num_threads"])
         self.checkpoint_path = self._checkpoint_path(p["checkpoint"])
         try:
-            device = resolve_device(p["device"])
-            checkpoint = load_checkpoint(self.checkpoint_path, device=device)
+            device = str(resolve_device(p["device"]))
+            engine = load_engine(self.checkpoint_path, p["engine"], device=device,
+                                 threads=max(1, p["num_threads"]),
+                                 cache_dir=p["engine_cache_dir"] or None)
         except CheckpointError as exc:
             raise StartupError(_one_line(f"cannot load checkpoint {exc}")) from None
+        except ExportError as exc:
+            raise StartupError(_one_line(f"engine {p['engine']}: {exc}")) from None
         except (RuntimeError, ValueError) as exc:
-            raise StartupError(_one_line(f"device: {exc}")) from None
-        self.device = str(device)
-        return checkpoint
+            raise StartupError(_one_line(f"device or engine: {exc}")) from None
+        self.device = device
+        self.engine_name = engine.name
+        return engine
 
     def _user_settings(self, p: dict[str, Any]) -> PipelineSettings:
         """The user's pipeline settings from the start-up parameter values."""
