@@ -5,9 +5,11 @@ The one place bags are opened and their images read, for the ``rosbag`` data set
 (:class:`rsee_ros.data.sources.RosbagSource`) and ``rsee eval-bag``
 (:mod:`rsee_ros.evaluation.bag_eval`):
 
-* :class:`Bag` opens a bag folder (or a ``.mcap``/``.db3`` file inside one), lists its image topics
-  (``sensor_msgs/msg/Image`` and ``CompressedImage``), chooses topics, and iterates their
-  messages decoded to RGB (:meth:`Bag.frames`), each rejected one with a reason code of
+* :class:`Bag` opens a bag folder (or a ``.mcap``/``.db3`` file inside one; what is wrong with
+  a path that is not a readable bag, in one line, and interrupted recordings:
+  :mod:`rsee_ros.data.bag_storage`), lists its image topics (``sensor_msgs/msg/Image`` and
+  ``CompressedImage``), chooses topics, and iterates their messages decoded to RGB
+  (:meth:`Bag.frames`), each rejected one with a reason code of
   :mod:`rsee_ros.data.image_conversion` or :data:`DESERIALIZE_FAILED`;
 * the label sidecar file, below, gives time segments their labels.
 
@@ -44,7 +46,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from rsee_ros.data.bag_storage import BAG_SUFFIXES, BagError, one_line, open_reader
+from rsee_ros.data.image_conversion import (
+    DEFAULT_MAX_PIXELS,
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from rsee_ros.data.records import BagWindow
 from rsee_ros.data.stamps import stamp_ns
 from rsee_ros.data.video import VideoDecodeError
@@ -69,15 +77,9 @@ __all__ = [
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 IMAGE_MSGTYPES = (IMAGE, COMPRESSED)
-BAG_SUFFIXES = frozenset({".mcap", ".db3"})
 # Reject reason of a message that cannot be deserialised (the others: image_conversion's codes).
 DESERIALIZE_FAILED = "deserialize_failed"
 _LABEL_NAMES = ("labels.yaml", "labels.yml", "labels.csv")
-
-
-class BagError(ValueError):
-    """A bag that cannot be opened or read, or a topic it does not have (the message says why
-    and, for topics, names the bag's image topics)."""
 
 
 class BagFrame(NamedTuple):
@@ -95,38 +97,33 @@ class BagFrame(NamedTuple):
     """Why the message was rejected (``error.reason``: a reject reason code)."""
 
 
-def bag_folder(path: str | Path) -> Path:
-    """The folder of a bag given as its folder or as a storage file inside it."""
-    p = Path(path)
-    if p.is_file() and (p.parent / "metadata.yaml").is_file():
-        return p.parent
-    return p
-
-
-def to_rgb(msgtype: str, msg: Any) -> np.ndarray:
+def to_rgb(msgtype: str, msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A deserialised Image or CompressedImage as (H, W, 3) RGB (ImageConversionError)."""
-    return compressed_to_rgb(msg) if msgtype == COMPRESSED else image_to_rgb(msg)
+    convert = compressed_to_rgb if msgtype == COMPRESSED else image_to_rgb
+    return convert(msg, max_pixels=max_pixels)
 
 
 class Bag:
     """An open rosbag2 (a context manager); :class:`BagError` when it cannot be opened.
 
     Types are read from the bag; the latest ROS 2 type store serves bags that do not store their
-    message definitions.
+    message definitions. Images of more than ``max_pixels`` are rejected as ``too_large`` (see
+    :mod:`~rsee_ros.data.image_conversion`).
+
+    A bag that cannot be read to its end (an MCAP file cut short, a message that cannot be read)
+    is a :class:`BagError`, unless ``partial``: then what can be read is, and
+    :attr:`unreadable` says (one line, with the count) what could not.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
+    unreadable: str | None
+    """What could not be read (``partial`` bags; set when opening or reading), or None."""
 
+    def __init__(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 partial: bool = False) -> None:
         self.path = Path(path)
-        try:
-            self._reader = AnyReader(
-                [bag_folder(self.path)], default_typestore=get_typestore(Stores.LATEST)
-            )
-            self._reader.open()
-        except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated error types
-            raise BagError(f"cannot open rosbag {str(self.path)!r}: {exc}") from None
+        self.max_pixels = max_pixels
+        self.partial = partial
+        self._reader, self.unreadable = open_reader(self.path, partial=partial)
         self.image_topics: dict[str, str] = {
             c.topic: c.msgtype
             for c in sorted(self._reader.connections, key=lambda c: c.topic)
@@ -191,15 +188,43 @@ class Bag:
 
     def log_times(self, topic: str) -> np.ndarray:
         """Log times (ns, int64) of an image topic's messages, in recording order."""
-        times = [t for _, t, _ in self._reader.messages(self._connections([topic]))]
+        times = [t for _, t, _ in self.messages([topic])]
         return np.asarray(times, dtype=np.int64)
 
     def messages(
         self, topics: Sequence[str], start_ns: int | None = None, stop_ns: int | None = None
     ) -> Iterator[tuple[Any, int, bytes]]:
         """``(connection, log_ns, raw)`` of image topics in recording order, log times in
-        ``[start_ns, stop_ns)``; decode one with :meth:`decode`."""
-        yield from self._reader.messages(self._connections(topics), start=start_ns, stop=stop_ns)
+        ``[start_ns, stop_ns)``; decode one with :meth:`decode`.
+
+        A message that cannot be read ends them, and so do fewer messages than the bag lists
+        (rosbags skips what it cannot parse in a damaged chunk): :class:`BagError`, or with
+        ``partial`` the end, said in :attr:`unreadable`.
+        """
+        connections = self._connections(topics)
+        source = self._reader.messages(connections, start=start_ns, stop=stop_ns)
+        whole = start_ns is None and stop_ns is None
+        listed = sum(c.msgcount for c in connections)
+        count, problem = 0, None
+        while True:
+            try:
+                item = next(source)
+            except StopIteration:
+                if whole and count < listed:
+                    problem = (f"only {count} of the {listed} messages on {', '.join(topics)} "
+                               "could be read (the others are damaged)")
+                break
+            except Exception as exc:  # noqa: BLE001 - rosbags and sqlite3 raise various types
+                of = f" of {listed}" if whole else ""
+                problem = (f"the messages after the first {count}{of} on {', '.join(topics)} "
+                           f"could not be read: {one_line(str(exc))}")
+                break
+            count += 1
+            yield item
+        if problem is not None and not self.partial:
+            raise BagError(f"cannot read rosbag {self.path}: {problem}")
+        if problem is not None:
+            self.unreadable = f"{self.path}: {problem}"
 
     def decode(self, connection: Any, raw: bytes) -> tuple[Any, np.ndarray]:
         """``(message, rgb)``; :class:`ImageConversionError` with a reject reason otherwise."""
@@ -207,7 +232,7 @@ class Bag:
             msg = self._reader.deserialize(raw, connection.msgtype)
         except Exception as exc:  # noqa: BLE001 - rosbags raises various types on junk
             raise ImageConversionError(DESERIALIZE_FAILED, str(exc)) from None
-        return msg, to_rgb(connection.msgtype, msg)
+        return msg, to_rgb(connection.msgtype, msg, self.max_pixels)
 
     def frames(self, topics: Sequence[str]) -> Iterator[BagFrame]:
         """Every message of image ``topics`` in recording order, decoded or with its reject."""
