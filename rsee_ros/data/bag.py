@@ -30,14 +30,19 @@ start/end; ``split`` optional)::
     0.0,4.5,wave,test
 
 Times are compared with the bag's receive (log) timestamps; the bag start is its earliest message
-over all topics (what ``ros2 bag info`` prints). A segment covers ``start <= t < end``. Frames
-outside every segment are unused. The label file is looked up, when not given, as
+over all topics (what ``ros2 bag info`` prints). A segment covers ``start <= t < end``; a missing
+``start`` or ``end`` is the bag's start or end. Segments must end after they start and may touch
+but not overlap (a frame has one label); ``label`` and ``segments`` do not go together. Frames
+outside every segment are unused. Every error in a label file is a ValueError naming the file
+(and the segment or CSV line). The label file is looked up, when not given, as
 ``labels.yaml|yml|csv`` inside a bag directory, then ``<bag>.labels.yaml|yml|csv`` beside the bag.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -323,39 +328,112 @@ class BagLabels:
         return None
 
 
-def _opt_float(value: object) -> float | None:
-    return None if value is None or str(value).strip() == "" else float(value)
+def _seconds(item: dict, key: str, where: str) -> float | None:
+    """``item[key]`` as finite seconds; None when absent or empty (the bag's start or end)."""
+    value = item.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{where}: {key} must be a finite number of seconds, got {value!r}")
+    return number
 
 
-def _segment(item: dict, where: Path) -> LabelSegment:
-    if "label" not in item:
+def _segment(item: object, where: str) -> LabelSegment:
+    """One segment (a mapping of label, start, end, split); ValueError saying what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected a mapping of start, end, label, got {item!r}")
+    label = item.get("label")
+    if isinstance(label, (dict, list, bool)) or label is None or not str(label).strip():
         raise ValueError(f"{where}: segment without a label: {item}")
     split = str(item.get("split") or "test").strip()
     if split not in ("train", "test"):
         raise ValueError(f"{where}: split must be train or test, got {split!r}")
-    return LabelSegment(
-        str(item["label"]).strip(), _opt_float(item.get("start")), _opt_float(item.get("end")),
-        split,
-    )
+    seg = LabelSegment(str(label).strip(), _seconds(item, "start", where),
+                       _seconds(item, "end", where), split)
+    if seg.start is not None and seg.end is not None and seg.end <= seg.start:
+        raise ValueError(f"{where}: end {seg.end:g} is not after start {seg.start:g}")
+    return seg
+
+
+def _check_overlaps(segments: Sequence[LabelSegment], names: Sequence[str], p: Path) -> None:
+    """ValueError naming the first two segments that share a time (a frame has one label)."""
+    def lo(i: int) -> float:
+        return -math.inf if segments[i].start is None else segments[i].start
+
+    order = sorted(range(len(segments)), key=lo)
+    for a, b in zip(order, order[1:], strict=False):
+        end = math.inf if segments[a].end is None else segments[a].end
+        if lo(b) < end:
+            raise ValueError(f"{p}: {names[a]} and {names[b]} overlap (a frame has one label; "
+                             "segments may only touch)")
+
+
+def _csv_labels(p: Path, text: str) -> BagLabels:
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        if "label" not in (reader.fieldnames or []):
+            raise ValueError(f"{p}: no label column in the header {reader.fieldnames}")
+        rows = [(f"line {reader.line_num}", r) for r in reader
+                if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+    except csv.Error as exc:
+        raise ValueError(f"{p}: not valid CSV: {exc}") from None
+    segments = tuple(_segment(r, f"{p} {name}") for name, r in rows)
+    _check_overlaps(segments, [name for name, _ in rows], p)
+    return BagLabels(segments)
+
+
+def _yaml_labels(p: Path, text: str) -> BagLabels:
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") \
+            from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{p}: expected a mapping at the top level")
+    items = doc.get("segments") or []
+    if not isinstance(items, list):
+        raise ValueError(f"{p}: segments must be a list of {{start, end, label}} mappings, got "
+                         f"{items!r}")
+    if "label" in doc and items:
+        raise ValueError(f"{p}: give `label` (the whole bag) or `segments`, not both")
+    if "label" in doc:
+        items = [{"label": doc["label"], "split": doc.get("split")}]
+    if not items:
+        raise ValueError(f"{p}: no `label` and no `segments`")
+    names = [f"segment {i + 1}" for i in range(len(items))]
+    segments = tuple(_segment(s, f"{p} {n}") for s, n in zip(items, names, strict=True))
+    _check_overlaps(segments, names, p)
+    classes, topic, absolute = doc.get("classes"), doc.get("topic"), doc.get("absolute", False)
+    if classes is not None and not (isinstance(classes, list)
+                                    and all(isinstance(c, (str, int)) for c in classes)):
+        raise ValueError(f"{p}: classes must be a list of names, got {classes!r}")
+    if topic is not None and not isinstance(topic, str):
+        raise ValueError(f"{p}: topic must be a topic name, got {topic!r}")
+    if not isinstance(absolute, bool):
+        raise ValueError(f"{p}: absolute must be true or false, got {absolute!r}")
+    return BagLabels(segments, topic, tuple(str(c) for c in classes) if classes else None,
+                     absolute)
 
 
 def load_bag_labels(path: str | Path) -> BagLabels:
-    """Parse a YAML or CSV label file (format in the module docstring)."""
+    """Parse a YAML or CSV label file (format in the module docstring); ValueError naming the
+    file and what is wrong."""
     p = Path(path)
-    if p.suffix.lower() == ".csv":
-        with p.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if any((v or "").strip() for v in r.values())]
-        return BagLabels(tuple(_segment(r, p) for r in rows))
-    doc = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: expected a mapping at the top level")
-    segments = [_segment(s, p) for s in doc.get("segments") or []]
-    if "label" in doc:
-        segments.append(_segment({"label": doc["label"], "split": doc.get("split")}, p))
-    if not segments:
-        raise ValueError(f"{p}: no `label` and no `segments`")
-    classes = tuple(str(c) for c in doc["classes"]) if doc.get("classes") else None
-    return BagLabels(tuple(segments), doc.get("topic"), classes, bool(doc.get("absolute", False)))
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read the label file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file") from None
+    return _csv_labels(p, text) if p.suffix.lower() == ".csv" else _yaml_labels(p, text)
 
 
 def find_label_file(bag: str | Path) -> Path | None:
