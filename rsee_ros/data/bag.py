@@ -5,9 +5,11 @@ The one place bags are opened and their images read, for the ``rosbag`` data set
 (:class:`rsee_ros.data.sources.RosbagSource`) and ``rsee eval-bag``
 (:mod:`rsee_ros.evaluation.bag_eval`):
 
-* :class:`Bag` opens a bag folder (or a ``.mcap``/``.db3`` file inside one), lists its image topics
-  (``sensor_msgs/msg/Image`` and ``CompressedImage``), chooses topics, and iterates their
-  messages decoded to RGB (:meth:`Bag.frames`), each rejected one with a reason code of
+* :class:`Bag` opens a bag folder (or a ``.mcap``/``.db3`` file inside one; what is wrong with
+  a path that is not a readable bag, in one line, and interrupted recordings:
+  :mod:`rsee_ros.data.bag_storage`), lists its image topics (``sensor_msgs/msg/Image`` and
+  ``CompressedImage``), chooses topics, and iterates their messages decoded to RGB
+  (:meth:`Bag.frames`), each rejected one with a reason code of
   :mod:`rsee_ros.data.image_conversion` or :data:`DESERIALIZE_FAILED`;
 * the label sidecar file, below, gives time segments their labels.
 
@@ -28,14 +30,22 @@ start/end; ``split`` optional)::
     0.0,4.5,wave,test
 
 Times are compared with the bag's receive (log) timestamps; the bag start is its earliest message
-over all topics (what ``ros2 bag info`` prints). A segment covers ``start <= t < end``. Frames
-outside every segment are unused. The label file is looked up, when not given, as
+over all topics (what ``ros2 bag info`` prints). A segment covers ``start <= t < end``; a missing
+``start`` or ``end`` is the bag's start or end. Segments must end after they start and may touch
+but not overlap (a frame has one label); ``label`` and ``segments`` do not go together. Frames
+outside every segment are unused. Every error in a label file is a ValueError naming the file
+(and the segment or CSV line). The label file is looked up, when not given, as
 ``labels.yaml|yml|csv`` inside a bag directory, then ``<bag>.labels.yaml|yml|csv`` beside the bag.
+
+Reading bags and their label format stay one module (the one place both are defined, opening
+checks aside), hence a little over 400 lines.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +54,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from rsee_ros.data.image_conversion import ImageConversionError, compressed_to_rgb, image_to_rgb
+from rsee_ros.data.bag_storage import BAG_SUFFIXES, BagError, one_line, open_reader
+from rsee_ros.data.image_conversion import (
+    DEFAULT_MAX_PIXELS,
+    ImageConversionError,
+    compressed_to_rgb,
+    image_to_rgb,
+)
 from rsee_ros.data.records import BagWindow
 from rsee_ros.data.stamps import stamp_ns
 from rsee_ros.data.video import VideoDecodeError
@@ -69,15 +85,9 @@ __all__ = [
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 IMAGE_MSGTYPES = (IMAGE, COMPRESSED)
-BAG_SUFFIXES = frozenset({".mcap", ".db3"})
 # Reject reason of a message that cannot be deserialised (the others: image_conversion's codes).
 DESERIALIZE_FAILED = "deserialize_failed"
 _LABEL_NAMES = ("labels.yaml", "labels.yml", "labels.csv")
-
-
-class BagError(ValueError):
-    """A bag that cannot be opened or read, or a topic it does not have (the message says why
-    and, for topics, names the bag's image topics)."""
 
 
 class BagFrame(NamedTuple):
@@ -95,38 +105,33 @@ class BagFrame(NamedTuple):
     """Why the message was rejected (``error.reason``: a reject reason code)."""
 
 
-def bag_folder(path: str | Path) -> Path:
-    """The folder of a bag given as its folder or as a storage file inside it."""
-    p = Path(path)
-    if p.is_file() and (p.parent / "metadata.yaml").is_file():
-        return p.parent
-    return p
-
-
-def to_rgb(msgtype: str, msg: Any) -> np.ndarray:
+def to_rgb(msgtype: str, msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A deserialised Image or CompressedImage as (H, W, 3) RGB (ImageConversionError)."""
-    return compressed_to_rgb(msg) if msgtype == COMPRESSED else image_to_rgb(msg)
+    convert = compressed_to_rgb if msgtype == COMPRESSED else image_to_rgb
+    return convert(msg, max_pixels=max_pixels)
 
 
 class Bag:
     """An open rosbag2 (a context manager); :class:`BagError` when it cannot be opened.
 
     Types are read from the bag; the latest ROS 2 type store serves bags that do not store their
-    message definitions.
+    message definitions. Images of more than ``max_pixels`` are rejected as ``too_large`` (see
+    :mod:`~rsee_ros.data.image_conversion`).
+
+    A bag that cannot be read to its end (an MCAP file cut short, a message that cannot be read)
+    is a :class:`BagError`, unless ``partial``: then what can be read is, and
+    :attr:`unreadable` says (one line, with the count) what could not.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
+    unreadable: str | None
+    """What could not be read (``partial`` bags; set when opening or reading), or None."""
 
+    def __init__(self, path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 partial: bool = False) -> None:
         self.path = Path(path)
-        try:
-            self._reader = AnyReader(
-                [bag_folder(self.path)], default_typestore=get_typestore(Stores.LATEST)
-            )
-            self._reader.open()
-        except Exception as exc:  # noqa: BLE001 - rosbags raises several unrelated error types
-            raise BagError(f"cannot open rosbag {str(self.path)!r}: {exc}") from None
+        self.max_pixels = max_pixels
+        self.partial = partial
+        self._reader, self.unreadable = open_reader(self.path, partial=partial)
         self.image_topics: dict[str, str] = {
             c.topic: c.msgtype
             for c in sorted(self._reader.connections, key=lambda c: c.topic)
@@ -191,15 +196,43 @@ class Bag:
 
     def log_times(self, topic: str) -> np.ndarray:
         """Log times (ns, int64) of an image topic's messages, in recording order."""
-        times = [t for _, t, _ in self._reader.messages(self._connections([topic]))]
+        times = [t for _, t, _ in self.messages([topic])]
         return np.asarray(times, dtype=np.int64)
 
     def messages(
         self, topics: Sequence[str], start_ns: int | None = None, stop_ns: int | None = None
     ) -> Iterator[tuple[Any, int, bytes]]:
         """``(connection, log_ns, raw)`` of image topics in recording order, log times in
-        ``[start_ns, stop_ns)``; decode one with :meth:`decode`."""
-        yield from self._reader.messages(self._connections(topics), start=start_ns, stop=stop_ns)
+        ``[start_ns, stop_ns)``; decode one with :meth:`decode`.
+
+        A message that cannot be read ends them, and so do fewer messages than the bag lists
+        (rosbags skips what it cannot parse in a damaged chunk): :class:`BagError`, or with
+        ``partial`` the end, said in :attr:`unreadable`.
+        """
+        connections = self._connections(topics)
+        source = self._reader.messages(connections, start=start_ns, stop=stop_ns)
+        whole = start_ns is None and stop_ns is None
+        listed = sum(c.msgcount for c in connections)
+        count, problem = 0, None
+        while True:
+            try:
+                item = next(source)
+            except StopIteration:
+                if whole and count < listed:
+                    problem = (f"only {count} of the {listed} messages on {', '.join(topics)} "
+                               "could be read (the others are damaged)")
+                break
+            except Exception as exc:  # noqa: BLE001 - rosbags and sqlite3 raise various types
+                of = f" of {listed}" if whole else ""
+                problem = (f"the messages after the first {count}{of} on {', '.join(topics)} "
+                           f"could not be read: {one_line(str(exc))}")
+                break
+            count += 1
+            yield item
+        if problem is not None and not self.partial:
+            raise BagError(f"cannot read rosbag {self.path}: {problem}")
+        if problem is not None:
+            self.unreadable = f"{self.path}: {problem}"
 
     def decode(self, connection: Any, raw: bytes) -> tuple[Any, np.ndarray]:
         """``(message, rgb)``; :class:`ImageConversionError` with a reject reason otherwise."""
@@ -207,7 +240,7 @@ class Bag:
             msg = self._reader.deserialize(raw, connection.msgtype)
         except Exception as exc:  # noqa: BLE001 - rosbags raises various types on junk
             raise ImageConversionError(DESERIALIZE_FAILED, str(exc)) from None
-        return msg, to_rgb(connection.msgtype, msg)
+        return msg, to_rgb(connection.msgtype, msg, self.max_pixels)
 
     def frames(self, topics: Sequence[str]) -> Iterator[BagFrame]:
         """Every message of image ``topics`` in recording order, decoded or with its reject."""
@@ -298,39 +331,112 @@ class BagLabels:
         return None
 
 
-def _opt_float(value: object) -> float | None:
-    return None if value is None or str(value).strip() == "" else float(value)
+def _seconds(item: dict, key: str, where: str) -> float | None:
+    """``item[key]`` as finite seconds; None when absent or empty (the bag's start or end)."""
+    value = item.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    number = None
+    if not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{where}: {key} must be a finite number of seconds, got {value!r}")
+    return number
 
 
-def _segment(item: dict, where: Path) -> LabelSegment:
-    if "label" not in item:
+def _segment(item: object, where: str) -> LabelSegment:
+    """One segment (a mapping of label, start, end, split); ValueError saying what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected a mapping of start, end, label, got {item!r}")
+    label = item.get("label")
+    if isinstance(label, (dict, list, bool)) or label is None or not str(label).strip():
         raise ValueError(f"{where}: segment without a label: {item}")
     split = str(item.get("split") or "test").strip()
     if split not in ("train", "test"):
         raise ValueError(f"{where}: split must be train or test, got {split!r}")
-    return LabelSegment(
-        str(item["label"]).strip(), _opt_float(item.get("start")), _opt_float(item.get("end")),
-        split,
-    )
+    seg = LabelSegment(str(label).strip(), _seconds(item, "start", where),
+                       _seconds(item, "end", where), split)
+    if seg.start is not None and seg.end is not None and seg.end <= seg.start:
+        raise ValueError(f"{where}: end {seg.end:g} is not after start {seg.start:g}")
+    return seg
+
+
+def _check_overlaps(segments: Sequence[LabelSegment], names: Sequence[str], p: Path) -> None:
+    """ValueError naming the first two segments that share a time (a frame has one label)."""
+    def lo(i: int) -> float:
+        return -math.inf if segments[i].start is None else segments[i].start
+
+    order = sorted(range(len(segments)), key=lo)
+    for a, b in zip(order, order[1:], strict=False):
+        end = math.inf if segments[a].end is None else segments[a].end
+        if lo(b) < end:
+            raise ValueError(f"{p}: {names[a]} and {names[b]} overlap (a frame has one label; "
+                             "segments may only touch)")
+
+
+def _csv_labels(p: Path, text: str) -> BagLabels:
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        if "label" not in (reader.fieldnames or []):
+            raise ValueError(f"{p}: no label column in the header {reader.fieldnames}")
+        rows = [(f"line {reader.line_num}", r) for r in reader
+                if any((v or "").strip() for v in r.values() if isinstance(v, str))]
+    except csv.Error as exc:
+        raise ValueError(f"{p}: not valid CSV: {exc}") from None
+    segments = tuple(_segment(r, f"{p} {name}") for name, r in rows)
+    _check_overlaps(segments, [name for name, _ in rows], p)
+    return BagLabels(segments)
+
+
+def _yaml_labels(p: Path, text: str) -> BagLabels:
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{p}: not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") \
+            from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{p}: expected a mapping at the top level")
+    items = doc.get("segments") or []
+    if not isinstance(items, list):
+        raise ValueError(f"{p}: segments must be a list of {{start, end, label}} mappings, got "
+                         f"{items!r}")
+    if "label" in doc and items:
+        raise ValueError(f"{p}: give `label` (the whole bag) or `segments`, not both")
+    if "label" in doc:
+        items = [{"label": doc["label"], "split": doc.get("split")}]
+    if not items:
+        raise ValueError(f"{p}: no `label` and no `segments`")
+    names = [f"segment {i + 1}" for i in range(len(items))]
+    segments = tuple(_segment(s, f"{p} {n}") for s, n in zip(items, names, strict=True))
+    _check_overlaps(segments, names, p)
+    classes, topic, absolute = doc.get("classes"), doc.get("topic"), doc.get("absolute", False)
+    if classes is not None and not (isinstance(classes, list)
+                                    and all(isinstance(c, (str, int)) for c in classes)):
+        raise ValueError(f"{p}: classes must be a list of names, got {classes!r}")
+    if topic is not None and not isinstance(topic, str):
+        raise ValueError(f"{p}: topic must be a topic name, got {topic!r}")
+    if not isinstance(absolute, bool):
+        raise ValueError(f"{p}: absolute must be true or false, got {absolute!r}")
+    return BagLabels(segments, topic, tuple(str(c) for c in classes) if classes else None,
+                     absolute)
 
 
 def load_bag_labels(path: str | Path) -> BagLabels:
-    """Parse a YAML or CSV label file (format in the module docstring)."""
+    """Parse a YAML or CSV label file (format in the module docstring); ValueError naming the
+    file and what is wrong."""
     p = Path(path)
-    if p.suffix.lower() == ".csv":
-        with p.open(newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if any((v or "").strip() for v in r.values())]
-        return BagLabels(tuple(_segment(r, p) for r in rows))
-    doc = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{p}: expected a mapping at the top level")
-    segments = [_segment(s, p) for s in doc.get("segments") or []]
-    if "label" in doc:
-        segments.append(_segment({"label": doc["label"], "split": doc.get("split")}, p))
-    if not segments:
-        raise ValueError(f"{p}: no `label` and no `segments`")
-    classes = tuple(str(c) for c in doc["classes"]) if doc.get("classes") else None
-    return BagLabels(tuple(segments), doc.get("topic"), classes, bool(doc.get("absolute", False)))
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read the label file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file") from None
+    return _csv_labels(p, text) if p.suffix.lower() == ".csv" else _yaml_labels(p, text)
 
 
 def find_label_file(bag: str | Path) -> Path | None:

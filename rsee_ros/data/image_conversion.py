@@ -14,14 +14,28 @@ The work per message is bounded before any pixel is touched: a frame of more tha
 (default :data:`DEFAULT_MAX_PIXELS`, a 4K camera with room to spare) is refused as
 ``too_large``, and one whose sides differ by more than :data:`MAX_ASPECT` times as
 ``degenerate`` (the model sees a centre square of the frame: from a 1 x 100000 strip there is
-none to take, and resizing its short side to the model's input would cost gigabytes). Compressed images are checked from their PNG or JPEG header, before
-decoding: a 261 KB PNG can decode to 16384 x 16384 pixels (1 GB).
+none to take, and resizing its short side to the model's input would cost gigabytes).
+Compressed images are checked from their PNG or JPEG header, before decoding: a 261 KB PNG can
+decode to 16384 x 16384 pixels (1 GB).
+
+A PNG is also checked for being whole before it is decoded (every chunk complete, the CRC of
+every critical chunk right, an IEND chunk): a broken one is ``decode_failed`` without reaching
+OpenCV, because what OpenCV's PNG decoder says of it bypasses the caller's (throttled) reject
+warnings. It logs a cut PNG through its own logger (``[ WARN:0@...] ... PNG input buffer is
+incomplete``), and it creates libpng's reader without error or warning callbacks
+(``png_create_read_struct(..., 0, 0, 0)`` in OpenCV's ``grfmt_png.cpp``), so libpng's default
+handlers print ``libpng error: IDAT: CRC error`` and the like straight to the C ``stderr``,
+which no Python or OpenCV setting reaches. A PNG whose chunks are whole but whose compressed
+data is invalid (a crafted file or a broken encoder) still gets libpng's line: finding that
+before decoding means inflating the image twice, and silencing it means redirecting file
+descriptor 2 around the call; neither is done.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -80,6 +94,7 @@ _UYVY = frozenset({"yuv422", "uyvy"})
 _YUYV = frozenset({"yuyv", "yuv422_yuy2"})
 
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageConversionError(ValueError):
@@ -144,6 +159,28 @@ def compressed_size(buf: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
+def _png_problem(buf: np.ndarray) -> str | None:
+    """What is broken in the PNG ``buf`` (a chunk cut short, a critical chunk failing its CRC,
+    no IEND chunk), or None when it is whole; see the module docstring for why."""
+    data = memoryview(buf)
+    pos, size = len(_PNG_SIGNATURE), len(data)
+    while pos + 12 <= size:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = bytes(data[pos + 4:pos + 8])
+        name = kind.decode("ascii", "replace")
+        end = pos + 12 + length
+        if end > size:
+            return f"cut short: its {name} chunk at byte {pos} needs {end} bytes"
+        critical = not kind[0] & 0x20  # an upper-case first letter
+        stored_crc = int.from_bytes(data[end - 4:end], "big")
+        if critical and zlib.crc32(data[pos + 4:end - 4]) != stored_crc:
+            return f"its {name} chunk at byte {pos} fails its CRC (corrupted)"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "cut short: no IEND chunk"
+
+
 def image_to_rgb(msg: Image | Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert a ``sensor_msgs/Image`` (or any object with its fields) to ``(H, W, 3)`` RGB uint8.
 
@@ -198,7 +235,8 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     ``msg.format`` may be empty, ``"jpeg"``/``"png"`` or image_transport's
     ``"<encoding>; jpeg compressed bgr8"`` form; ``compressedDepth`` and other codecs are
     rejected as ``unsupported_encoding``. The size is checked from the header before decoding
-    (data with no PNG or JPEG header is ``decode_failed``). Raises
+    (data with no PNG or JPEG header is ``decode_failed``), and a PNG for being whole
+    (:func:`_png_problem`; a broken one is ``decode_failed``). Raises
     :class:`ImageConversionError`.
     """
     fmt = str(msg.format).strip().lower()
@@ -211,6 +249,9 @@ def compressed_to_rgb(msg: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndar
     if size is None:
         raise ImageConversionError(DECODE_FAILED, f"{buf.size} bytes with no PNG or JPEG header")
     check_frame_size(*size, max_pixels)
+    broken = _png_problem(buf) if bytes(buf[:8]) == _PNG_SIGNATURE else None
+    if broken:
+        raise ImageConversionError(DECODE_FAILED, f"PNG of {buf.size} bytes {broken}")
     try:
         bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     except cv2.error as exc:

@@ -11,6 +11,10 @@ holding them had exited (``after_exit``), were dropped by ``frame_step`` (``not_
 between windows (``between_windows``), and the ``rejected`` ones by reason (unsupported
 encoding, size mismatch, empty, decode or deserialisation failure).
 
+A bag that cannot be read to its end (an MCAP file cut short by an interrupted recording, a
+damaged chunk) is evaluated as far as it can be read; :attr:`BagEvaluation.unreadable` and one
+warning say what could not be.
+
 With labels (:class:`~rsee_ros.data.bag.BagLabels`), a window is scored against the segment that
 holds its first frame if that segment also holds the last frame it used (by recording time);
 windows across a segment boundary or outside every segment are reported unscored.
@@ -26,6 +30,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +89,8 @@ class BagEvaluation:
     windows: list[dict[str, Any]] = field(default_factory=list)
     frames: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    unreadable: str | None = None
+    """What of the bag could not be read (an interrupted recording), or None."""
 
     def summary(self) -> dict[str, Any]:
         """Totals over the windows and frames."""
@@ -110,22 +117,26 @@ class BagEvaluation:
 
 
 def evaluate_bag(
-    bag: str | Path,
+    bag: str | Path | Bag,
     pipeline: Any,
     topics: Sequence[str] | None = None,
     labels: BagLabels | None = None,
     writer: ResultWriter | None = None,
 ) -> BagEvaluation:
-    """Replay the image ``topics`` of ``bag`` (default: its only image topic) through
-    ``pipeline`` (a RecognitionPipeline).
+    """Replay the image ``topics`` of ``bag`` (a path, or a :class:`~.bag.Bag` opened by the
+    caller, who closes it) through ``pipeline`` (a RecognitionPipeline); default: the bag's only
+    image topic.
 
     ``labels`` score the windows; ``writer`` receives every result. :class:`~.bag.BagError` (a
-    ValueError) for a bag that cannot be read or a topic it does not have.
+    ValueError) for a bag that cannot be opened or a topic it does not have. Of a bag that
+    cannot be read to its end (an interrupted recording), what can be read is evaluated, and
+    what could not is warned about and kept in :attr:`BagEvaluation.unreadable`.
     """
     from rsee_ros.pipeline.runner import FRAME_OUTCOMES
 
     out = BagEvaluation()
-    with Bag(bag) as reader:
+    # a path is opened here (partial: what can be read is evaluated), a Bag used as given
+    with Bag(bag, partial=True) if not isinstance(bag, Bag) else nullcontext(bag) as reader:
         topics = reader.choose_topics(topics)
         bag_start = reader.start_ns
         for topic in topics:
@@ -152,6 +163,9 @@ def evaluate_bag(
             keep(report.results)
         keep(pipeline.flush())
         out.seconds = time.perf_counter() - start
+        out.unreadable = reader.unreadable
+    if out.unreadable:
+        log.warning("%s", out.unreadable)
     return out
 
 
