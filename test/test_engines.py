@@ -107,7 +107,7 @@ def test_every_engine_streams_what_the_batched_model_decides(exported, threshold
             _same_as_batched(engine, model, videos, settings)
 
 
-def test_the_default_model_on_synthetic_clips(tmp_path: Path) -> None:
+def test_the_default_model_on_synthetic_clips() -> None:
     """The packaged model on one rendered clip of each synthetic class: every engine streams
     the batched decisions, at the default and a low threshold."""
     from rsee_ros.data.sources import SyntheticClips
@@ -117,7 +117,7 @@ def test_the_default_model_on_synthetic_clips(tmp_path: Path) -> None:
     clips = SyntheticClips()
     videos = [frames_to_tensor(clips.render(a, 3), 112) for a in clips.actions]
     engines = [engine_for_model(checkpoint.model, checkpoint.class_names, "torch-fused"),
-               load_engine(DEFAULT_CHECKPOINT, "onnxruntime", cache_dir=tmp_path)]
+               load_engine(DEFAULT_CHECKPOINT, "onnxruntime")]  # the session's engine cache
     for threshold in (0.6, 0.9):
         settings = InferenceSettings(exit_threshold=threshold)
         _same_as_batched(engine_for_model(checkpoint.model, checkpoint.class_names),
@@ -125,7 +125,7 @@ def test_the_default_model_on_synthetic_clips(tmp_path: Path) -> None:
         for engine in engines:
             _same_as_batched(engine, checkpoint.model, videos, settings)
     # the checkpoint's export is cached: a second load does not export again
-    assert cached_export(DEFAULT_CHECKPOINT, tmp_path) == engines[1].directory
+    assert cached_export(DEFAULT_CHECKPOINT) == engines[1].directory
 
 
 def test_tampered_or_mismatched_exports_are_refused(exported, tmp_path: Path) -> None:

@@ -506,15 +506,26 @@ def test_topic_name_rules_are_rclpys() -> None:
         assert (topic_name_problem(name) is None) == rclpy_ok, name
 
 
-def test_json_is_strict_when_the_model_gives_nan(small_bag: Path, tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_json_is_strict_when_the_model_gives_nan(small_bag: Path, tmp_path: Path, checkpoint,
+                                                 caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch) -> None:
+    # A checkpoint with NaN weights is refused on loading (one line, exit 2); NaN that still
+    # comes out of a model (overflowing activations) must not break the JSON.
     torch.manual_seed(5)
     model = build_rsee(CONFIG)
     with torch.no_grad():
         dict(model.named_parameters())["accumulator.head.1.bias"][0] = float("nan")
-    nan_checkpoint = save_checkpoint(tmp_path / "nan.pt", model, CLASSES)
+    refused = save_checkpoint(tmp_path / "nan.pt", model, CLASSES)
+    assert _cli(refused, small_bag, "--no-labels") == 2
+    from dataclasses import replace
+
+    from rsee_ros.pipeline.runner import RecognitionPipeline
+
+    original = RecognitionPipeline._result
+    monkeypatch.setattr(RecognitionPipeline, "_result", lambda self, *a: replace(
+        original(self, *a), confidence=float("nan")))
     out_json = tmp_path / "out.json"
-    assert _cli(nan_checkpoint, small_bag, "--no-labels", "--json", out_json) == 0
+    assert _cli(checkpoint, small_bag, "--no-labels", "--json", out_json) == 0
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"{constant} in the JSON")

@@ -36,16 +36,20 @@ import re
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rsee_ros.commands.node_settings import (
+    add_engine_options,
+    add_node_settings,
+    load_pipeline_engine,
+    node_parameters,
+    pipeline_settings,
+)
+
 log = logging.getLogger(__name__)
 
-NODE_PARAMS = (
-    "window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
-    "allowed_resolutions", "skip_enabled", "top_k",
-)
 LABEL_INFO_TOPIC = "/rsee_node/label_info"
 TOPIC_MAX_LENGTH = 255 - 8  # rmw's RMW_TOPIC_MAX_NAME_LENGTH: DDS limit less its prefixes
 
@@ -61,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="model checkpoint (default: --params' checkpoint, else the "
                         "packaged default model)")
-    parser.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu)")
+    add_engine_options(parser)
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: --params' num_threads, else 1: "
                         "batch-1 streaming gains nothing from more, and on a busy 2-core "
@@ -80,68 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-topic", default="/rsee_node/actions",
                         help="topic of the results in --write-bag (a fully qualified ROS 2 "
                         "topic name)")
-    parser.add_argument("--params", default=None, metavar="YAML",
-                        help="ROS parameter file: use its rsee_node settings (e.g. "
-                        "config/rsee.yaml)")
-    group = parser.add_argument_group("node settings (override --params)")
-    group.add_argument("--window-size", type=int)
-    group.add_argument("--stride", type=int)
-    group.add_argument("--frame-step", type=int)
-    group.add_argument("--max-gap-s", type=float)
-    group.add_argument("--exit-threshold", type=float)
-    group.add_argument("--max-resolution", type=int)
-    group.add_argument("--allowed-resolutions", type=int, nargs="+", metavar="PX")
-    group.add_argument("--skip-enabled", choices=("true", "false"))
-    group.add_argument("--top-k", type=int)
+    add_node_settings(parser)
+    group = parser.add_argument_group("input")
     group.add_argument("--max-input-pixels", type=int, metavar="PX",
                        help="largest image (width x height) accepted, as the node's "
                        "max_input_pixels (default: --params', else 16777216 = 4096x4096); larger "
                        "images and ones whose sides differ more than 10x are rejected before "
                        "decoding")
     parser.add_argument("--quiet", action="store_true", help="print the summary only")
-
-
-# Parameter files --------------------------------------------------------------------------------
-
-
-def node_parameters(path: str | Path, node_name: str = "rsee_node") -> dict[str, Any]:
-    """The ``ros__parameters`` that apply to ``node_name`` in a ROS 2 parameter file (entries
-    ``/**``, ``node``, ``/node``, ``/ns/node`` and ``/**/node``; later entries win)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {getattr(exc, 'problem', None) or exc}") \
-            from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: not a ROS 2 parameter file")
-    out: dict[str, Any] = {}
-    for key, entry in doc.items():
-        name = str(key)
-        if name == "/**" or name.rstrip("/").split("/")[-1] == node_name:
-            params = (entry or {}).get("ros__parameters") if isinstance(entry, dict) else None
-            if isinstance(params, dict):
-                out.update(params)
-    return out
-
-
-def pipeline_settings(args: argparse.Namespace, params: dict[str, Any]) -> Any:
-    """:class:`PipelineSettings` from the defaults, ``params`` (a node's parameters), then the
-    command-line options."""
-    from rsee_ros.pipeline.runner import PipelineSettings
-
-    known = {f.name for f in fields(PipelineSettings)}
-    values: dict[str, Any] = {k: v for k, v in params.items() if k in NODE_PARAMS and k in known}
-    for name in NODE_PARAMS:
-        given = getattr(args, name, None)
-        if given is not None:
-            values[name] = given
-    if isinstance(values.get("skip_enabled"), str):
-        values["skip_enabled"] = values["skip_enabled"] == "true"
-    if "allowed_resolutions" in values:
-        values["allowed_resolutions"] = tuple(values["allowed_resolutions"] or ())
-    return PipelineSettings(**values)
 
 
 # Checks before the run ---------------------------------------------------------------------------
@@ -348,18 +298,19 @@ def _result_writer(args: argparse.Namespace) -> Any:
 
 
 def _load_model(args: argparse.Namespace, inputs: _Inputs) -> tuple[Any, Path, Any]:
-    """``(checkpoint, its path, pipeline)``; InputError when the model cannot be loaded."""
-    from rsee_ros.model import CheckpointError, load_checkpoint, resolve_device
+    """``(engine, checkpoint path, pipeline)``; InputError when the model cannot be loaded."""
+    from rsee_ros.engine.export import ExportError
+    from rsee_ros.model import CheckpointError
     from rsee_ros.pipeline.runner import RecognitionPipeline
     from rsee_ros.resources import DEFAULT_CHECKPOINT
 
     params = inputs.params
     checkpoint_path = Path(args.checkpoint or params.get("checkpoint") or DEFAULT_CHECKPOINT)
     try:
-        device = resolve_device(args.device or params.get("device") or "cpu")
-        checkpoint = load_checkpoint(checkpoint_path, device=device)
-        pipeline = RecognitionPipeline(checkpoint.model, checkpoint.class_names, inputs.settings)
-    except (CheckpointError, RuntimeError, ValueError) as exc:
+        checkpoint = load_pipeline_engine(args, params, str(checkpoint_path),
+                                          max(1, inputs.threads))
+        pipeline = RecognitionPipeline(checkpoint, settings=inputs.settings)
+    except (CheckpointError, ExportError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot load the model: {exc}") from None
     labels = inputs.labels
     unknown = sorted({s.label for s in labels.segments} - set(checkpoint.class_names)) \

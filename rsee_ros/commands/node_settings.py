@@ -69,7 +69,11 @@ def node_parameters(path: str | Path, node_name: str = "rsee_node") -> dict[str,
     ``/**``, ``node``, ``/node``, ``/ns/node`` and ``/**/node``; later entries win)."""
     import yaml
 
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {getattr(exc, 'problem', None) or exc}") \
+            from None
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: not a ROS 2 parameter file")
     out: dict[str, Any] = {}

@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from rsee_ros.data.records import VideoRecord
 from rsee_ros.data.bag import read_bag_frames
+from rsee_ros.data.records import VideoRecord
 from rsee_ros.data.sampling import sample_indices
 from rsee_ros.data.transforms import DEFAULT_AUGMENT, ClipTransform, TrainAugment
 from rsee_ros.data.video import VideoDecodeError, count_frames, read_frames
