@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--engines", nargs="+", default=["torch"], metavar="ENGINE",
+                        choices=("torch", "torch-fused", "onnxruntime", "tensorrt"),
+                        help="streaming engines, measured in one interleaved run (default: "
+                        "torch); e.g. --engines torch torch-fused onnxruntime")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="data set reader option (e.g. split=2)")
     parser.add_argument("--cache-dir", default=None, help="frame cache folder")
@@ -70,6 +74,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"(batched x{number(r['batched_throughput_ratio_vs_uniform'], '.2f')}), "
             f"top-1 {number(r['accuracy_delta_points'], '+.2f')} points"
         )
+    for engine, entry in report.get("engines", {}).items():
+        lines.append(f"engine {engine}: " + ", ".join(
+            f"{method} {number(e['ms_per_step'], '.2f')} ms/step "
+            f"{number(e['videos_per_s'], '.1f')} videos/s"
+            for method, e in entry.items() if isinstance(e, dict))
+            + f"; same decisions as {report['engine_reference']} on "
+            f"{percent(entry['same_decisions_fraction'], '.1f')}% of runs")
     lines += [target_line(t) for t in report["targets"]]
     agreement = ", ".join(f"{k} {percent(v, '.0f')}%" for k, v in report["agreement"].items())
     lines.append(f"streaming = batched (prediction and GFLOPs) for: {agreement} of videos")
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rsee_ros.commands.eval import parse_options
+    from rsee_ros.engine.export import ExportError
     from rsee_ros.evaluation.bench import bench
     from rsee_ros.model import CheckpointError
 
@@ -106,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold, max_videos=args.max_videos, warmup=args.warmup,
             passes=args.passes, batch_size=args.batch_size, device=args.device,
             options=options, cache_dir=args.cache_dir, wrap=wrap,
-            progress=not args.no_progress,
+            progress=not args.no_progress, engines=args.engines,
         )
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, ExportError, FileNotFoundError, ValueError) as error:
         print(f"rsee bench: {error}", file=sys.stderr)
         return 2
     report = jsonable(report)

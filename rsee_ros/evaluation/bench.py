@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsee_ros.engine import engine_for_model
+from rsee_ros.engine.base import Engine
 from rsee_ros.evaluation.clock import machine_info, stopwatch
 from rsee_ros.evaluation.common import GFLOPS_UNIT, parse_threshold, threshold_json
 from rsee_ros.evaluation.data import ClipChunks, load_split, spread_indices
@@ -49,6 +51,8 @@ __all__ = [
 TARGET_GFLOPS_REDUCTION = 0.85
 TARGET_MAX_ACCURACY_DROP = 1.0
 TARGET_THROUGHPUT_RATIO = 3.5
+TARGET_ENGINE_SPEEDUP = 5.0
+TARGET_COST_FOLLOWS_FLOPS = 0.8
 
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
@@ -213,35 +217,42 @@ def _rotated(items: Sequence[Any], shift: int) -> list[Any]:
 
 
 class _BenchRun:
-    """The runners and the figures collected so far of one :func:`run_bench`."""
+    """The runners and the figures collected so far of one :func:`run_bench`: per engine and
+    method a streaming runner, per method the batched figures (torch)."""
 
-    def __init__(self, model: RSEEModel, class_names: Sequence[str], frames: int,
+    def __init__(self, model: RSEEModel, engines: Mapping[str, Engine], frames: int,
                  methods: Sequence[Method], batch_size: int) -> None:
         self.model = model
         self.methods = list(methods)
         self.batch_size = batch_size
-        self.runners = {m.group: StreamRunner(model, class_names, frames, m.settings)
-                        for m in methods}
-        self.stream = {m.group: _Stream() for m in methods}
+        self.pairs = [(e, m) for e in engines for m in methods]
+        self.runners = {(e, m.group): StreamRunner(engine, engine.class_names, frames,
+                                                   m.settings)
+                        for e, engine in engines.items() for m in methods}
+        self.stream = {(e, m.group): _Stream() for e, m in self.pairs}
         self.batched = {m.group: _Batched() for m in methods}
         self.videos = 0  # videos of the earlier chunks (the streaming rotation)
         self.batches = 0  # batches timed so far (the batched rotation)
 
     def warm_up(self, chunk: Sequence[np.ndarray], tensors: Sequence[torch.Tensor],
                 warmup: int) -> None:
-        """Untimed: the first ``warmup`` videos and one batch through every method."""
-        for m in self.methods:
+        """Untimed: the first ``warmup`` videos through every engine and method, one batch
+        through every method."""
+        for runner in self.runners.values():
             for clip in chunk[:warmup]:
-                self.runners[m.group].run(clip)
+                runner.run(clip)
+        for m in self.methods:
             with torch.no_grad():
                 self.model.infer_batch(torch.stack(tensors[:self.batch_size])
                                        .to(self.model.device), m.settings)
 
     def stream_pass(self, chunk: Sequence[np.ndarray], p: int) -> None:
-        """Pass ``p`` of the chunk's videos, streamed, the method order rotating per video."""
+        """Pass ``p`` of the chunk's videos, streamed, the (engine, method) order rotating per
+        video."""
         for i, clip in enumerate(chunk):
-            for m in _rotated(self.methods, self.videos + i + p):
-                self.stream[m.group].add(self.runners[m.group].run(clip), keep=p == 0)
+            for e, m in _rotated(self.pairs, self.videos + i + p):
+                self.stream[(e, m.group)].add(self.runners[(e, m.group)].run(clip),
+                                              keep=p == 0)
 
     def batched_pass(self, tensors: Sequence[torch.Tensor], p: int) -> None:
         """Pass ``p`` of the chunk's clips in batches, the method order rotating per batch."""
@@ -266,15 +277,20 @@ def run_bench(
     passes: int = 1,
     batch_size: int = 8,
     wrap: Wrap | None = None,
+    engines: Mapping[str, Engine] | None = None,
 ) -> dict[str, Any]:
     """Benchmark the :func:`~rsee_ros.evaluation.methods.bench_methods` on chunks of
-    ``(uint8 clips, labels)``.
+    ``(uint8 clips, labels)``, streamed on each of ``engines`` (name -> engine; default the
+    torch engine) in one interleaved run; ``streaming``, ``ratios`` and ``targets`` are the
+    torch engine's (the first engine's without one).
 
     Returns ``{"backend", "streaming", "batched", "ratios", "targets", "agreement",
-    "num_videos"}``.
+    "engines", "num_videos"}``.
     """
     methods = bench_methods(model.config, threshold)
-    run = _BenchRun(model, class_names, frames, methods, batch_size)
+    engines = dict(engines or {"torch": engine_for_model(model, list(class_names))})
+    reference = "torch" if "torch" in engines else next(iter(engines))
+    run = _BenchRun(model, engines, frames, methods, batch_size)
     size = model.config.max_resolution
     labels: list[int] = []
     warmed = warmup <= 0
@@ -292,22 +308,84 @@ def run_bench(
         run.videos += len(chunk)
     label_array = np.asarray(labels)
     resolutions = model.config.resolutions
-    streaming = {n: _stream_summary(s, label_array, frames, resolutions)
-                 for n, s in run.stream.items()}
+    per_engine = {e: {m.group: _stream_summary(run.stream[(e, m.group)], label_array, frames,
+                                               resolutions) for m in methods} for e in engines}
+    streaming = per_engine[reference]
     batched = {n: _batched_summary(b, label_array, frames) for n, b in run.batched.items()}
     for m in methods:
         streaming[m.group]["settings"] = settings_json(m.settings)
         batched[m.group]["settings"] = settings_json(m.settings)
     ratios = ratios_vs_uniform(streaming, batched)
+    engine_report = engines_summary(per_engine, run.stream, reference)
     return {
         "backend": BACKEND,
         "streaming": streaming,
         "batched": batched,
         "ratios": ratios,
-        "targets": check_targets(streaming, ratios),
-        "agreement": {n: agreement(run.stream[n], run.batched[n]) for n in run.stream},
+        "targets": check_targets(streaming, ratios) + check_engine_targets(engine_report),
+        "agreement": {n: agreement(run.stream[(reference, n)], run.batched[n])
+                      for n in run.batched},
+        "engines": engine_report,
+        "engine_reference": reference,
         "num_videos": len(labels),
     }
+
+
+def engines_summary(per_engine: Mapping[str, Mapping[str, dict]],
+                    streams: Mapping[tuple[str, str], _Stream], reference: str
+                    ) -> dict[str, dict[str, Any]]:
+    """Per engine and method: ms per streaming step (per pushed frame), videos/s, GFLOPs and
+    top-1; per engine the fraction of (method, video) runs whose decisions (resolution of every
+    frame, prediction) equal the reference engine's."""
+    out: dict[str, dict[str, Any]] = {}
+    for engine, methods in per_engine.items():
+        entry: dict[str, Any] = {}
+        same = total = 0
+        for method, summary in methods.items():
+            stream = streams[(engine, method)]
+            entry[method] = {
+                "ms_per_step": 1e3 * stream.seconds / stream.timed_pushed
+                if stream.timed_pushed else math.nan,
+                "videos_per_s": summary["videos_per_s"],
+                "gflops_per_video": summary["gflops_per_video"],
+                "top1": summary["top1"],
+            }
+            mine, theirs = stream.outcomes, streams[(reference, method)].outcomes
+            same += sum(a.prediction == b.prediction and a.resolutions == b.resolutions
+                        for a, b in zip(mine, theirs, strict=True))
+            total += len(mine)
+        entry["same_decisions_fraction"] = same / total if total else math.nan
+        out[engine] = entry
+    return out
+
+
+def check_engine_targets(report: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """The engine issue's targets: onnxruntime's step at least 5x faster than the eager step
+    (RSEE and Uniform), the same decisions on every engine, and on every engine RSEE's
+    throughput over Uniform at least 0.8 of its FLOPs ratio (cost follows FLOPs)."""
+    targets: list[dict] = []
+    if "onnxruntime" in report and "torch" in report:
+        for method in ("rsee", "uniform"):
+            speedup = _ratio(report["torch"][method]["ms_per_step"],
+                             report["onnxruntime"][method]["ms_per_step"])
+            targets.append({"name": f"onnxruntime_step_speedup_{method}",
+                            "target": f">= {TARGET_ENGINE_SPEEDUP}", "value": speedup,
+                            "passed": speedup >= TARGET_ENGINE_SPEEDUP})
+    for engine, entry in report.items():
+        fraction = entry["same_decisions_fraction"]
+        targets.append({"name": f"same_decisions_{engine}", "target": "== 1.0",
+                        "value": fraction, "passed": fraction == 1.0})
+        rsee, uniform = entry["rsee"], entry["uniform"]
+        flops_ratio = _ratio(uniform["gflops_per_video"], rsee["gflops_per_video"])
+        throughput = _ratio(rsee["videos_per_s"], uniform["videos_per_s"])
+        share = _ratio(throughput, flops_ratio)
+        targets.append({"name": f"cost_follows_flops_{engine}",
+                        "target": f">= {TARGET_COST_FOLLOWS_FLOPS} (throughput ratio / FLOPs "
+                        "ratio, RSEE over Uniform)",
+                        "value": {"throughput_ratio": throughput, "flops_ratio": flops_ratio,
+                                  "share": share},
+                        "passed": share >= TARGET_COST_FOLLOWS_FLOPS})
+    return targets
 
 
 def default_threshold(metadata: Mapping[str, Any]) -> float:
@@ -334,19 +412,26 @@ def bench(
     cache_dir: str | None = None,
     wrap: Wrap | None = None,
     progress: bool = False,
+    engines: Sequence[str] = ("torch",),
 ) -> dict[str, Any]:
-    """Load a checkpoint and data set and benchmark them; returns the JSON report."""
+    """Load a checkpoint and data set and benchmark them on ``engines``; returns the JSON
+    report."""
+    from rsee_ros.engine import load_engine
     from rsee_ros.model import load_checkpoint, resolve_device
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, device=dev)
+    loaded = {name: engine_for_model(ckpt.model, ckpt.class_names, name)
+              if name in ("torch", "torch-fused") else load_engine(checkpoint, name, device=device)
+              for name in dict.fromkeys(engines)}
     thr = default_threshold(ckpt.metadata) if threshold is None else parse_threshold(threshold)
     data_cfg, bundle = load_split(ckpt, data, kind=kind, split=split, frames=frames,
                                   options=options, cache_dir=cache_dir, progress=progress)
     indices = spread_indices(len(bundle.dataset), max_videos)
     clips = ClipChunks(bundle.dataset, indices, chunk=max(batch_size, 1) * 4)
     result = run_bench(ckpt.model, ckpt.class_names, clips, frames=frames, threshold=thr,
-                       warmup=warmup, passes=passes, batch_size=batch_size, wrap=wrap)
+                       warmup=warmup, passes=passes, batch_size=batch_size, wrap=wrap,
+                       engines=loaded)
     table = ckpt.model.flops
     return {
         "checkpoint": str(checkpoint),

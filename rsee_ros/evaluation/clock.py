@@ -21,11 +21,12 @@ __all__ = ["Span", "machine_info", "now", "stopwatch", "synchronize"]
 
 
 def synchronize(device: Any) -> None:
-    """Wait until ``device`` (a ``torch.device``; None: the CPU) has finished its queued work."""
-    if device is not None and getattr(device, "type", None) == "cuda":
+    """Wait until ``device`` (a ``torch.device`` or its name, e.g. ``"cuda:0"``; None: the CPU)
+    has finished its queued work."""
+    if device is not None and str(getattr(device, "type", device)).startswith("cuda"):
         import torch
 
-        torch.cuda.synchronize(device)
+        torch.cuda.synchronize(torch.device(str(device)) if ":" in str(device) else None)
 
 
 def now(device: Any = None) -> float:

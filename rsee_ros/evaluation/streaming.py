@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rsee_ros.engine.base import Engine
 from rsee_ros.evaluation.clock import stopwatch
 from rsee_ros.model import InferenceSettings, RSEEModel
 
@@ -35,10 +36,12 @@ class VideoOutcome:
 
 
 def node_pipeline(
-    model: RSEEModel, class_names: Sequence[str], frames: int, settings: InferenceSettings
+    model: RSEEModel | Engine, class_names: Sequence[str], frames: int,
+    settings: InferenceSettings,
 ) -> Any:
-    """The node's pipeline with one tumbling window of ``frames`` per video, running exactly
-    ``settings`` (``RuntimeError`` if it would not)."""
+    """The node's pipeline on ``model`` (a model: the torch engine; or any engine) with one
+    tumbling window of ``frames`` per video, running exactly ``settings`` (``RuntimeError`` if
+    it would not)."""
     from rsee_ros.pipeline.runner import PipelineSettings, RecognitionPipeline
 
     pipe_settings = PipelineSettings(
@@ -59,14 +62,14 @@ class StreamRunner:
 
     def __init__(
         self,
-        model: RSEEModel,
+        model: RSEEModel | Engine,
         class_names: Sequence[str],
         frames: int,
         settings: InferenceSettings,
     ) -> None:
-        self.model = model
         self.settings = settings
         self.pipeline = node_pipeline(model, class_names, frames, settings)
+        self.device = self.pipeline.engine.device
         self._stamp = 0.0
 
     def run(self, clip: np.ndarray) -> VideoOutcome:
@@ -74,7 +77,7 @@ class StreamRunner:
         frame to the result (frames after the exit are not pushed)."""
         results: list[Any] = []
         pushed = 0
-        with stopwatch(self.model.device) as span:
+        with stopwatch(self.device) as span:
             for frame in clip:
                 self._stamp += FRAME_PERIOD_S
                 results = self.pipeline.push(SOURCE, self._stamp, frame)
