@@ -66,6 +66,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--checkpoint", default=None,
                     help=f"model checkpoint (default: {DEFAULT_CHECKPOINT.name}, packaged)")
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    ap.add_argument("--engine", default="auto",
+                    choices=("auto", "torch", "torch-fused", "onnxruntime", "tensorrt"),
+                    help="the node's inference engine (default auto: onnxruntime when "
+                    "installed, else torch)")
     ap.add_argument("--fps", type=float, default=16.0, help="camera frame rate (default: 16)")
     ap.add_argument("--clips", type=int, default=0,
                     help="play only the first N clips (default: all 12)")
@@ -188,7 +192,8 @@ def _play(args: argparse.Namespace, checkpoint: Path, clips: ClipLabels, count: 
           frames: int, listener: _Listener, logs: Path) -> int:
     """Start both nodes, play ``count`` clips (``frames`` frames), print; the exit status."""
     node_params: dict[str, Any] = {
-        "checkpoint": str(checkpoint), "device": args.device, "image_topics": [CAMERA_TOPIC],
+        "checkpoint": str(checkpoint), "device": args.device, "engine": args.engine,
+        "image_topics": [CAMERA_TOPIC],
         # Reliable delivery and a queue that holds a whole clip: a stall of the node (a busy
         # machine) delays results instead of dropping frames, so every clip is one full window.
         "max_gap_s": GAP_S, "qos_reliability": "reliable", "queue_size": QUEUE_SIZE,
@@ -219,8 +224,10 @@ def _play(args: argparse.Namespace, checkpoint: Path, clips: ClipLabels, count: 
             "wait_for_label_subscriber": True, "max_frames": frames,
         }, env=env, log_path=logs / "video_source.log")
         info = listener.infos[0]
+        engine = next((line.split("engine ", 1)[1].split(" (")[0]
+                       for line in rsee.output().splitlines() if "engine " in line), "?")
         print(f"rsee_node ready: {len(info.class_names)} classes, resolutions "
-              f"{list(info.resolutions)}; video_source is playing", flush=True)
+              f"{list(info.resolutions)}, engine {engine}; video_source is playing", flush=True)
         remaining = args.timeout - (time.monotonic() - listener.start)
         listener.spin_until(lambda: not source.alive() or not rsee.alive(), remaining)
         if not rsee.alive():

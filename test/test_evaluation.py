@@ -387,7 +387,8 @@ def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixt
     names = [t["name"] for t in report["targets"]]
     assert names == ["gflops_reduction_vs_uniform", "accuracy_drop_vs_uniform_points",
                      "throughput_ratio_vs_uniform", "ahead_of_resolution_only",
-                     "ahead_of_exit_only"]
+                     "ahead_of_exit_only", "same_decisions_torch", "cost_follows_flops_torch"]
+    assert report["engines"]["torch"]["same_decisions_fraction"] == 1.0  # its own reference
     for target in report["targets"]:  # printed with the verdict the report holds
         assert f"{'PASS' if target['passed'] else 'MISS'}  {target['name']}:" in text
     # streaming and batched inference are built to agree on every video

@@ -51,7 +51,7 @@ def _spawn(module: str, *ros_args: str) -> subprocess.Popen:
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize(
     ("module", "ros_args"),
-    [("rsee_ros.ros.node", ("-p", "num_threads:=1")),
+    [("rsee_ros.ros.node", ("-p", "num_threads:=1", "-p", "engine:=torch")),
      ("rsee_ros.ros.video_source", ("-p", "synthetic_size:=32"))],
     ids=["rsee_node", "video_source"],
 )

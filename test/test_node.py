@@ -83,7 +83,7 @@ class Harness:
     def __init__(self, ctx, checkpoint: Path, cameras: dict[str, type], **params) -> None:
         params = {"checkpoint": str(checkpoint), "image_topics": list(cameras),
                   "qos_reliability": "reliable", "qos_depth": 100, "queue_size": 100,
-                  "diagnostics_period_s": 0.2, **params}
+                  "diagnostics_period_s": 0.2, "engine": "torch", **params}
         self.node = RseeNode(
             context=ctx, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
         )
@@ -283,6 +283,27 @@ def test_target_fps_steers_threshold_and_resolution(harness) -> None:
     assert (settings.exit_threshold, settings.max_resolution) == (0.95, 0)
 
 
+@pytest.mark.parametrize("engine", ["torch-fused", "onnxruntime"])
+def test_the_node_runs_on_each_engine(harness, checkpoint, engine: str) -> None:
+    """The same results as the in-process pipeline on the torch engine (decisions equal;
+    confidences within the engines' tolerance)."""
+    if engine == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    h = harness(window_size=4, exit_threshold=0.45, skip_enabled=False, engine=engine)
+    frames = _frames(8, seed=4)
+    feed = [("/cam0/image_raw", 200.0 + 0.05 * i, f) for i, f in enumerate(frames)]
+    for _, t, rgb in feed:
+        h.publish("/cam0/image_raw", rgb, t)
+    expected = _expected(checkpoint, feed, window_size=4, exit_threshold=0.45,
+                         skip_enabled=False)
+    assert _wait(lambda: len(h.results) == len(expected))
+    assert h.node.engine_name == engine
+    for msg, r in zip(h.results, expected, strict=True):
+        assert (msg.label, list(msg.resolutions), msg.exited_early) == (
+            r.label, r.resolutions, r.exited_early)
+        assert msg.confidence == pytest.approx(r.confidence, abs=1e-4)
+
+
 def test_two_cameras_do_not_mix(harness, checkpoint) -> None:
     cams = {"/cam0/image_raw": Image, "/cam1/image_raw/compressed": CompressedImage}
     h = harness(cams, window_size=3, exit_threshold=NEVER)
@@ -437,7 +458,8 @@ def _spawn(*ros_args: str) -> subprocess.Popen:
 def test_process_errors_and_clean_shutdown(tmp_path: Path, checkpoint) -> None:
     missing = _spawn("-p", f"checkpoint:={tmp_path / 'nope.pt'}")
     running = _spawn("--params-file", str(REPO / "config" / "rsee.yaml"),
-                     "-p", f"checkpoint:={checkpoint}", "-p", "num_threads:=1")
+                     "-p", f"checkpoint:={checkpoint}", "-p", "num_threads:=1",
+                     "-p", "engine:=torch")  # engines: test_the_node_runs_on_each_engine
     try:
         _, err = missing.communicate(timeout=TIMEOUT)
         assert missing.returncode == 1 and "Traceback" not in err, err
@@ -470,7 +492,7 @@ def test_demo_runs_the_two_nodes_and_summarises(checkpoint: Path) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(
         [sys.executable, "-m", "rsee_ros.demo", "--checkpoint", str(checkpoint), "--clips", "2",
-         "--fps", "40", "--num-threads", "1", "--timeout", str(TIMEOUT)],
+         "--fps", "40", "--num-threads", "1", "--timeout", str(TIMEOUT), "--engine", "torch"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT + 60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -75,7 +75,8 @@ def test_the_same_windows_as_eval_bag_on_a_bag_of_the_same_frames(demo, tmp_path
     frames = read_video(video)[:64]
     bag = _write_bag(tmp_path / "demo_bag", frames, fps=16.0)
     out = tmp_path / "p.json"
-    assert rsee_main(["predict", str(bag), "--json", str(out), "--quiet"]) == 0
+    assert rsee_main(["predict", str(bag), "--json", str(out), "--quiet",
+                      "--engine", "torch"]) == 0  # the engine evaluate_bag runs below
     predicted = json.loads(out.read_text())["windows"]
     checkpoint = load_checkpoint(DEFAULT_CHECKPOINT)
     pipeline = RecognitionPipeline(checkpoint.model, checkpoint.class_names, PipelineSettings())

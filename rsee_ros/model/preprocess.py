@@ -1,7 +1,12 @@
 """Frame preprocessing shared by training, evaluation and the ROS node.
 
 The test-time transform of the papers: resize the shorter side to ``size * 256 / 224``, centre
-crop ``size x size``, scale to [0, 1] and normalise with the ImageNet mean and std; and
+crop ``size x size``, scale to [0, 1] and normalise with the ImageNet mean and std. It is done in
+the other order, centre crop of the same region first and then one resize to ``size x size``:
+the cost is bounded by the crop, not by the frame (a 640x480 frame resizes 420x420 pixels, not
+all of them), and where no resize is needed (frames of ``size * 256 / 224`` pixels, as the
+synthetic set's) the result is the same to the bit; elsewhere it differs from resize-then-crop by
+the interpolation's rounding only. Also
 :func:`resize_frames`, the model's own resizing of normalised frames to each resolution. Only
 torch, numpy and torchvision are imported here, so the model and the ROS node can use it freely.
 """
@@ -46,11 +51,22 @@ def normalize_uint8(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, list(IMAGENET_MEAN), list(IMAGENET_STD))
 
 
+def centre_crop_box(height: int, width: int, size: int) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the square the test transform keeps of a ``height`` x ``width``
+    frame: the centre ``size`` crop after resizing the shorter side to ``size * 256 / 224``,
+    in the frame's own pixels (offsets rounded as torchvision's centre crop rounds them)."""
+    side = max(1, round(min(height, width) * size / short_side_for(size)))
+    return int(round((height - side) / 2.0)), int(round((width - side) / 2.0)), side
+
+
 def frames_to_tensor(frames: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """Test transform of a clip: (T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32."""
+    """Test transform of a clip: (T, H, W, 3) uint8 RGB -> (T, 3, size, size) float32 (crop,
+    then resize: see the module docstring)."""
     x = uint8_frames_to_chw(frames)
-    x = resize_short_side(x, short_side_for(size))
-    x = F.center_crop(x, [size, size])
+    top, left, side = centre_crop_box(x.shape[-2], x.shape[-1], size)
+    x = x[..., top:top + side, left:left + side]
+    if side != size:
+        x = F.resize(x, [size, size], antialias=True)
     return normalize_uint8(x)
 
 

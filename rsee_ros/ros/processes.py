@@ -38,6 +38,11 @@ LOOPBACK_ENV: dict[str, str] = {
 }
 """The DDS settings every process of this project runs with."""
 
+STOP_TIMEOUT_S = 60.0
+"""Grace after SIGINT before SIGKILL. A node stops its ROS side in milliseconds, but the Python
+interpreter's exit (unloading torch and ONNX Runtime) took 2-6 s on a loaded 2-core machine; the
+wait ends as soon as the process does."""
+
 MAX_DOMAIN_ID = 232
 """The largest ROS domain id Fast DDS accepts with its default port mapping."""
 
@@ -185,7 +190,7 @@ class RosProcess:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGINT)  # the leader is not reaped yet: pgid is ours
 
-    def stop(self, timeout_s: float = 10.0) -> int | None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int | None:
         """SIGINT to the process group, SIGKILL after ``timeout_s``; returns the exit status."""
         self.interrupt()
         try:
