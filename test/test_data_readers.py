@@ -44,7 +44,7 @@ from rsee_ros.data import (
 from rsee_ros.data import video as video_mod
 from rsee_ros.data.bag import DESERIALIZE_FAILED, Bag, BagError
 from rsee_ros.data.readers import DatasetLayoutError
-from rsee_ros.data.synthetic import write_video
+from rsee_ros.data.synthetic_set import write_video
 
 REPO = Path(__file__).resolve().parents[1]
 H, W, N = 24, 32, 10  # tiny videos: 32x24, 10 frames

@@ -58,7 +58,7 @@ def test_layout_split_files_and_reader(tmp_path: Path) -> None:
 
 
 def test_background_video(tmp_path: Path) -> None:
-    from rsee_ros.data.synthetic import write_video
+    from rsee_ros.data.synthetic_set import write_video
 
     bg = tmp_path / "bg.mp4"
     ramp = np.linspace(0, 255, 80).astype(np.uint8)
@@ -120,18 +120,18 @@ def test_texture_is_fine_detail() -> None:
 
 
 def test_command_lines_take_their_defaults_from_the_config() -> None:
-    """``rsee make-dataset`` and ``python -m rsee_ros.data.synthetic`` default to
+    """``rsee make-dataset`` and ``python -m rsee_ros.data.synthetic_set`` default to
     :class:`SyntheticConfig`, except make-dataset's frame size: the default model's set (128)."""
     import argparse
     import dataclasses
     import inspect
 
     from rsee_ros.commands import make_dataset
-    from rsee_ros.data import synthetic
+    from rsee_ros.data import synthetic, synthetic_set
 
     config = {f.name: f.default for f in dataclasses.fields(SyntheticConfig)}
     generator = argparse.ArgumentParser()
-    synthetic.add_arguments(generator)
+    synthetic_set.add_arguments(generator)
     command = argparse.ArgumentParser()
     make_dataset.add_arguments(command)
     from_generator = vars(generator.parse_args([]))

@@ -30,10 +30,10 @@ _EXPORTS: dict[str, str] = {
     ),
     "sample_indices": "sampling",
     **dict.fromkeys(
-        ("CLASS_DESCRIPTIONS", "CLASS_NAMES", "SyntheticConfig", "SyntheticInfo",
-         "make_synthetic_dataset"),
+        ("CLASS_DESCRIPTIONS", "CLASS_NAMES", "SyntheticConfig", "SyntheticInfo"),
         "synthetic",
     ),
+    "make_synthetic_dataset": "synthetic_set",
     **dict.fromkeys(
         ("DEFAULT_AUGMENT", "ClipTransform", "TrainAugment", "eval_transform", "train_transform"),
         "transforms",

@@ -23,10 +23,9 @@ from rsee_ros.data.synthetic import (
     CLASS_NAMES,
     DEFAULT_MODEL_FRAME_SIZE,
     SyntheticConfig,
-    pick_codec,
     render_video,
-    write_video,
 )
+from rsee_ros.data.synthetic_set import pick_codec, write_video
 from rsee_ros.resources import DEMO_LABELS
 
 DEFAULT_SEED = 90210  # the training set uses seed 0 (config/train_synthetic.yaml)
