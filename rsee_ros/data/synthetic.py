@@ -238,7 +238,11 @@ def _class_scene(
     name: str, rng: np.random.Generator, size: int, bg_mean: np.ndarray
 ) -> Callable[[float, int, bool], list[_Obj]]:
     """Return ``scene(p, k, active)``: the objects at action progress p (0..1) and action frame
-    k (both 0 before the onset, where ``active`` is False)."""
+    k (both 0 before the onset, where ``active`` is False).
+
+    A table of the classes' scenes more than a procedure (one short closure per class), so it
+    stays one function of about 100 lines.
+    """
     sc = size / REFERENCE_SIZE
     color = _random_color(rng, bg_mean)
     cx = size / 2 + rng.uniform(-12, 12) * sc

@@ -92,7 +92,10 @@ def make_synthetic_dataset(
     progress: bool = True,
     **options: object,
 ) -> SyntheticInfo:
-    """Write the synthetic data set to ``out_dir`` (layout in the module docstring).
+    """Write the synthetic data set to ``out_dir`` (layout in :mod:`rsee_ros.data.synthetic`).
+
+    One pass: reuse a matching set, or render, encode, split and describe it (about 70 lines:
+    the steps share the file list and the settings).
 
     A set already there with identical settings is reused unless ``force``. ``workers`` > 0
     renders in that many processes. ``options`` set other :class:`SyntheticConfig` fields.

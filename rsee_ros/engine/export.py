@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -122,59 +121,26 @@ def export_checkpoint(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} exists and is not an empty folder (remove it first)")
-    cfg = checkpoint.config
     out.parent.mkdir(parents=True, exist_ok=True)
     # Built beside the target and renamed into place: another process never sees half of it.
     with tempfile.TemporaryDirectory(prefix=".rsee_export_", dir=out.parent) as tmp:
-        graphs: dict[str, Any] = {}
-        for name, module, example, inputs, outputs in _graph_specs(checkpoint):
-            if log:
-                log(f"exporting {name}")
-            path = Path(tmp) / f"{name}.onnx"
-            try:
-                _export_graph(module, example, inputs, outputs, path)
-            except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
-                raise ExportError(f"exporting {name} failed: {_first_line(exc)}") from exc
-            graphs[name] = {"file": path.name, "sha256": file_sha256(path), "inputs": inputs,
-                            "outputs": outputs}
-        model = checkpoint.model
-        with torch.no_grad():
-            initial = model.accumulator.initial_state(1, torch.device("cpu"))
-            prior = model.accumulator.classify(initial)[0]
-        manifest = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "opset": OPSET,
-            "class_names": list(checkpoint.class_names), "config": cfg.to_dict(),
-            "flops": model.flops.to_dict(), "metadata": dict(checkpoint.metadata),
-            "preprocessing": {"input_size": cfg.max_resolution,
-                              "short_side": short_side_for(cfg.max_resolution),
-                              "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                              "layout": "NCHW float32 RGB, normalised"},
-            "initial_state": {"summary": initial[0][0].tolist(), "prior_logits": prior.tolist()},
-            "graphs": graphs,
-            "source_checkpoint": {
-                "path": str(source) if source else None,
-                "sha256": file_sha256(source) if source and Path(source).is_file() else None,
-            },
-        }
-        (Path(tmp) / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        built = Path(tmp) / "export"
+        built.mkdir()
+        manifest = _manifest(checkpoint, _write_graphs(checkpoint, built, log), source)
+        (built / MANIFEST).write_text(json.dumps(manifest, indent=1))
         from rsee_ros.engine.onnxruntime_engine import OnnxRuntimeEngine
         from rsee_ros.engine.torch_engine import TorchEngine
 
-        exported = OnnxRuntimeEngine(tmp)
-        videos = list(sample_videos) or _synthetic_videos(cfg.max_resolution)
-        report = compare_engines(TorchEngine(model, checkpoint.class_names), exported, videos)
+        videos = list(sample_videos) or _synthetic_videos(checkpoint.config.max_resolution)
+        report = compare_engines(TorchEngine(checkpoint.model, checkpoint.class_names),
+                                 OnnxRuntimeEngine(built), videos)
         if report["same_decisions"] != report["videos"] or report["max_difference"] > TOLERANCE:
             raise ExportError(
                 f"the export does not reproduce the model: same decisions on "
                 f"{report['same_decisions']} of {report['videos']} runs, probabilities up to "
                 f"{report['max_difference']:.2g} apart (tolerance {TOLERANCE:g})")
         manifest["validation"] = report
-        (Path(tmp) / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        built = Path(tmp) / "export"
-        built.mkdir()
-        for file in list(Path(tmp).iterdir()):
-            if file != built:
-                shutil.move(str(file), built / file.name)
+        (built / MANIFEST).write_text(json.dumps(manifest, indent=1))
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         try:
@@ -183,6 +149,46 @@ def export_checkpoint(
             if not (out / MANIFEST).is_file():
                 raise ExportError(f"cannot move the export into {out}: {exc}") from exc
     return manifest
+
+
+def _write_graphs(checkpoint: Checkpoint, folder: Path, log: Any) -> dict[str, Any]:
+    """Export every graph into ``folder``; their manifest entries."""
+    graphs: dict[str, Any] = {}
+    for name, module, example, inputs, outputs in _graph_specs(checkpoint):
+        if log:
+            log(f"exporting {name}")
+        path = folder / f"{name}.onnx"
+        try:
+            _export_graph(module, example, inputs, outputs, path)
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many kinds
+            raise ExportError(f"exporting {name} failed: {_first_line(exc)}") from exc
+        graphs[name] = {"file": path.name, "sha256": file_sha256(path), "inputs": inputs,
+                        "outputs": outputs}
+    return graphs
+
+
+def _manifest(checkpoint: Checkpoint, graphs: dict[str, Any], source: str | Path | None
+              ) -> dict[str, Any]:
+    """The manifest of an export (without the validation's figures)."""
+    model, cfg = checkpoint.model, checkpoint.config
+    with torch.no_grad():
+        initial = model.accumulator.initial_state(1, torch.device("cpu"))
+        prior = model.accumulator.classify(initial)[0]
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "opset": OPSET,
+        "class_names": list(checkpoint.class_names), "config": cfg.to_dict(),
+        "flops": model.flops.to_dict(), "metadata": dict(checkpoint.metadata),
+        "preprocessing": {"input_size": cfg.max_resolution,
+                          "short_side": short_side_for(cfg.max_resolution),
+                          "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                          "layout": "NCHW float32 RGB, normalised"},
+        "initial_state": {"summary": initial[0][0].tolist(), "prior_logits": prior.tolist()},
+        "graphs": graphs,
+        "source_checkpoint": {
+            "path": str(source) if source else None,
+            "sha256": file_sha256(source) if source and Path(source).is_file() else None,
+        },
+    }
 
 
 def compare_engines(reference: Engine, other: Engine, videos: Sequence[torch.Tensor],

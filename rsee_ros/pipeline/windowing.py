@@ -245,7 +245,12 @@ class WindowAssembler:
     # Frames ---------------------------------------------------------------------------------
 
     def push(self, stamp_s: float, frame: Any = None) -> FrameEvent:
-        """Feed one incoming frame with its stamp in seconds."""
+        """Feed one incoming frame with its stamp in seconds.
+
+        One step of the source's state machine: late or restarting stamps, ``frame_step``,
+        opening windows, membership and completion. Kept in one piece (a little over 60 lines)
+        so that the order of these rules reads top to bottom.
+        """
         stamp = float(stamp_s)
         if not math.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp_s!r}")
