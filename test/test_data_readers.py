@@ -43,6 +43,7 @@ from rsee_ros.data import (
 )
 from rsee_ros.data import video as video_mod
 from rsee_ros.data.bag import DESERIALIZE_FAILED, Bag, BagError
+from rsee_ros.data.cache import square_crop
 from rsee_ros.data.readers import DatasetLayoutError
 from rsee_ros.data.synthetic_set import write_video
 
@@ -644,6 +645,16 @@ def test_rosbag_csv_and_whole_bag_label(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- frame cache
 
 
+def test_square_crop_resizes_only_squares_larger_than_the_side() -> None:
+    frames = np.random.default_rng(0).integers(0, 256, (2, 60, 80, 3), dtype=np.uint8)
+    assert np.array_equal(square_crop(frames, 73), frames[:, :, 10:70])
+    big = np.repeat(np.repeat(frames, 5, axis=1), 5, axis=2)  # 300 x 400
+    out = square_crop(big, 73)
+    assert out.shape == (2, 73, 73, 3) and out.dtype == np.uint8
+    # a resize of the centre square: its mean colour is kept
+    assert np.allclose(out.mean(axis=(1, 2)), big[:, :, 50:350].mean(axis=(1, 2)), atol=2)
+
+
 def test_cache_matches_decoding_and_is_reused(ucf: tuple[Path, Path], tmp_path: Path) -> None:
     videos, ann = ucf
     ds = VideoDataset(read_ucf101(videos, ann, split=3).test, T, 224, progress=False)
@@ -651,8 +662,9 @@ def test_cache_matches_decoding_and_is_reused(ucf: tuple[Path, Path], tmp_path: 
     assert len(cached) == len(ds) and cached.skipped == ds.skipped
     files = sorted((tmp_path / "cache").glob("*.npy"))
     assert len(files) == len(ds)
-    assert np.load(files[0], mmap_mode="r").shape == (T, 256, 256, 3)
-    for i in range(len(ds)):  # K == T in test mode: same tensors as decoding (R - S even)
+    # 32x24 videos, R = 256: the 24x24 centre square is stored as it is
+    assert np.load(files[0], mmap_mode="r").shape == (T, 24, 24, 3)
+    for i in range(len(ds)):  # K == T in test mode: same tensors as decoding
         assert torch.equal(cached[i][0], ds[i][0]) and cached[i][1] == ds[i][1]
     mtimes = [f.stat().st_mtime_ns for f in files]
     cache_dataset(ds, tmp_path / "cache", progress=False)
@@ -662,6 +674,6 @@ def test_cache_matches_decoding_and_is_reused(ucf: tuple[Path, Path], tmp_path: 
     ctrain = cache_dataset(train, tmp_path / "cache", workers=1, progress=False)
     assert len(ctrain) == len(train)
     arr = np.load(ctrain.files[0], mmap_mode="r")
-    assert arr.shape == (2 * T, 73, 73, 3)  # K = 2T, R = round(64 * 256 / 224)
+    assert arr.shape == (2 * T, 24, 24, 3)  # K = 2T; the square is below R = 73
     torch.manual_seed(0)
     assert ctrain[0][0].shape == (T, 3, 64, 64)

@@ -1,18 +1,21 @@
 """Frame cache: decode each video once, train many epochs without decoding.
 
 For every video, K frames are taken at the centres of K equal segments (K = ``cache_frames``,
-capped at the video's length), resized so the shorter side is ``S * 256 / 224`` (R) and centre
-cropped to R x R, and stored as ``<key>.npy`` (uint8, (K, R, R, 3), opened memory-mapped). The
-key hashes the source path, its mtime and size, the bag window, K, R and a format version, so a
-changed video or setting gets a new file.
+capped at the video's length), centre cropped to a square and, where that square is larger than
+``S * 256 / 224`` (R), resized to R x R, and stored as ``<key>.npy`` (uint8, (K, s, s, 3) with
+s <= R, opened memory-mapped). The key hashes the source path, its mtime and size, the bag
+window, K, R and a format version, so a changed video or setting gets a new file.
 
 Sampling from the cache: train mode picks T of the K cached frames, one at random within each of
 T segments (K defaults to 2T, so temporal jitter is coarser than when decoding: offsets come from
 K fixed positions); test mode takes the segment centres of the K cached frames, which equals
 decoding the test frames directly when K == T (the test default) or the video has fewer than K
-frames. Spatially, train crops come from the centre R x R square rather than the full frame; the
-test transform on cached frames gives the same tensor as on decoded frames when R - S is even
-(S = 224, 112).
+frames. Spatially, train crops come from the centre square rather than the full frame. The test
+transform (crop first, then one resize) on cached frames gives the same tensor as on decoded
+frames when the video's shorter side is at most R (the square is stored unresized; e.g. 320x240
+UCF101 at S = 224) and the centring rounds alike (even differences of the sides); a larger
+video's square is resized twice (to R, then its crop to S), which differs from decoding by
+interpolation rounding only.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from rsee_ros.data.records import VideoRecord
 from rsee_ros.data.sampling import sample_indices
 from rsee_ros.data.transforms import DEFAULT_AUGMENT, ClipTransform, TrainAugment
 from rsee_ros.data.video import VideoDecodeError
-from rsee_ros.model.preprocess import resize_short_side, short_side_for, uint8_frames_to_chw
+from rsee_ros.model.preprocess import short_side_for, uint8_frames_to_chw
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: squares no larger than the video are stored unresized
 
 
 def _source_stamp(path: Path) -> list[int]:
@@ -62,9 +65,15 @@ def cache_key(record: VideoRecord, cache_frames: int, side: int) -> str:
 
 
 def square_crop(frames: np.ndarray, side: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, side, side, 3) uint8: shorter side to ``side``, centre crop."""
-    x = resize_short_side(uint8_frames_to_chw(frames), side)
-    x = F.center_crop(x, [side, side])
+    """(N, H, W, 3) uint8 -> (N, s, s, 3) uint8: the centre square, resized to ``side`` if it is
+    larger (s = min(shorter side, ``side``))."""
+    height, width = frames.shape[1:3]
+    short = min(height, width)
+    top, left = (height - short) // 2, (width - short) // 2
+    square = np.ascontiguousarray(frames[:, top:top + short, left:left + short])
+    if short <= side:
+        return square
+    x = F.resize(uint8_frames_to_chw(square), [side, side], antialias=True)
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
