@@ -193,13 +193,14 @@ def choose_operating_point(points: Sequence[Mapping[str, float]], uniform_top1: 
                            tolerance: float) -> tuple[dict[str, float], bool]:
     """The cheapest point whose ``top1`` is at least ``uniform_top1 - tolerance`` (ties: higher
     top-1, then higher threshold) and True; when none is, the most accurate (then cheapest)
-    point and False."""
+    point and False (ties, there: the higher threshold)."""
     floor = uniform_top1 - tolerance - 1e-9
     within = [p for p in points if p["top1"] >= floor]
     if within:
         return dict(min(within, key=lambda p: (p["gflops_per_video"], -p["top1"],
                                                -p["threshold"]))), True
-    return dict(max(points, key=lambda p: (p["top1"], -p["gflops_per_video"]))), False
+    return dict(max(points, key=lambda p: (p["top1"], -p["gflops_per_video"],
+                                           p["threshold"]))), False
 
 
 def calibrate_model(model: RSEEModel, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
