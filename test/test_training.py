@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import MISSING
 from pathlib import Path
 
 import pytest
@@ -522,3 +523,40 @@ def test_an_interrupted_run_says_what_is_saved_and_the_same_command_resumes(
     assert f"[warmup] resuming after epoch {saved}" in capsys.readouterr().out
     assert [r["epoch"] for r in read_log(tmp_path / "run" / "warmup")] == list(range(1, 7))
     assert load_checkpoint(tmp_path / "run" / "warmup" / "model.pt").metadata["epochs"] == 6
+
+
+# ------------------------------------------------------------------ docs/training.md
+def test_docs_training_lists_every_key_with_its_current_default() -> None:
+    """The table of docs/training.md is the one the configuration generates (so every key and
+    default in it is current), and every key has its meaning written."""
+    from dataclasses import fields, is_dataclass
+
+    from rsee_ros.data.transforms import TrainAugment
+    from rsee_ros.model.config import RSEEConfig
+    from rsee_ros.training import config_docs
+    from rsee_ros.training.config import (
+        DistillConfig,
+        FinetuneSettings,
+        GateSettings,
+        JointSettings,
+        TrainSettings,
+        WarmupSettings,
+    )
+
+    text = Path("docs/training.md").read_text()
+    table = text[text.index(config_docs.BEGIN):text.index(config_docs.END) + len(config_docs.END)]
+    assert table == config_docs.config_reference(), (
+        "docs/training.md is stale: python -m rsee_ros.training.config_docs docs/training.md")
+    for cls in (TrainConfig, DataConfig, TrainSettings, WarmupSettings, JointSettings,
+                FinetuneSettings, GateSettings, DistillConfig):
+        docs = config_docs.field_docs(cls)
+        for item in fields(cls):
+            if item.metadata.get("config", True) and not (
+                    item.default_factory is not MISSING and is_dataclass(item.default_factory)):
+                assert docs.get(item.name), f"{cls.__name__}.{item.name} has no docstring"
+    assert set(config_docs.MODEL_KEY_DOCS) == {f.name for f in fields(RSEEConfig)} - {
+        "num_classes"}
+    assert set(config_docs.AUGMENT_KEY_DOCS) == {f.name for f in fields(TrainAugment)}
+    assert "| `data.val_fraction` | `0.0` |" in table and "| `train.batch_size` | `8` |" in table
+    readme = Path("README.md").read_text()
+    assert "docs/training.md" in readme and "docs/walkthrough.md" in readme
