@@ -67,6 +67,8 @@ def _record(path: Path, clips: int, first: int, train: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Record, label, train, calibrate and export, as docs/walkthrough.md does."""
+    for module in ("rosbags", "onnxscript", "onnxruntime"):  # make setup installs them
+        pytest.importorskip(module)
     root = tmp_path_factory.mktemp("walkthrough")
     bag, heldout = root / "session1", root / "session2"
     _record(bag, clips=4, first=0, train=3)
