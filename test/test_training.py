@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
+from collections import Counter
+from dataclasses import MISSING
 from pathlib import Path
 
 import pytest
 import torch
 
+from rsee_ros.cli import build_parser, parse_train_arguments
+from rsee_ros.cli import main as cli_main
 from rsee_ros.data import make_synthetic_dataset
+from rsee_ros.data.build import DataConfig, build_dataset, split_validation
+from rsee_ros.data.records import VideoRecord
 from rsee_ros.model import load_checkpoint
 from rsee_ros.model.selector import gumbel_decision
 from rsee_ros.training import STAGES, losses
@@ -69,6 +79,16 @@ def test_all_stages_run_and_write_checkpoints(tmp_path: Path, tiny_data: Path) -
     assert checkpoint.metadata["stage"] == "gate"
     assert "top1" in checkpoint.metadata["test"]
     assert any(line.startswith("[joint] epoch 1/1") for line in lines)
+    # warm-up trains Uniform (no selector yet): its test says so and measures that
+    warmup = load_checkpoint(tmp_path / "run" / "warmup" / "model.pt").metadata["test"]
+    assert warmup["method"] == "uniform" and warmup["resolution"] == 64
+    assert warmup["gflops_per_video"] == pytest.approx(
+        checkpoint.model.flops.uniform_video(64, 4), abs=1e-4)
+    assert any(line.startswith("[warmup] test (Uniform: every frame at 64 px, no exit): top1 ")
+               for line in lines), lines
+    assert any(line.startswith("[gate] test: top1 ") and "threshold 0.9" in line
+               for line in lines), lines
+    assert "calibration" not in checkpoint.metadata  # no val subset: nothing to calibrate on
 
 
 def test_a_tiny_training_run_lowers_the_loss(tmp_path: Path, tiny_data: Path) -> None:
@@ -241,6 +261,10 @@ def test_values_are_typed_and_checked() -> None:
             load_train_config(None, [bad])
 
 
+ADDED_KEYS = {"data": {"val_fraction": 0.0}, "train": {"calibration_tolerance": 1.0}}
+"""Keys added after the packaged model was trained, and their defaults (which keep its recipe)."""
+
+
 def test_the_shipped_configuration_and_checkpoint_metadata_read_the_same() -> None:
     """The packaged model's ``train_config`` (written by the untyped configuration) reads back
     as what the YAML file gives today, and is written out unchanged."""
@@ -249,7 +273,11 @@ def test_the_shipped_configuration_and_checkpoint_metadata_read_the_same() -> No
     stored = load_checkpoint(DEFAULT_CHECKPOINT).metadata["train_config"]
     config = load_train_config(Path("config/train_synthetic.yaml"),
                                ["out_dir=runs/v3b", "threads=1"])
-    assert config.to_dict() == stored
+    written = config.to_dict()
+    for section, keys in ADDED_KEYS.items():  # newer keys, at the defaults of the old recipe
+        for key, value in keys.items():
+            assert written[section].pop(key) == value, (section, key)
+    assert written == stored
     assert TrainConfig.from_dict(stored) == config
     assert config.source == "config/train_synthetic.yaml"
     assert config.stages.of("joint").alpha == 0.3 and config.data.cache_dir == \
@@ -327,3 +355,208 @@ def test_distributed_training_with_torchrun(tmp_path: Path, tiny_data: Path) -> 
         assert len(read_log(tmp_path / "run" / stage)) == 1  # one log line per epoch (rank 0)
     assert "distill" in read_log(tmp_path / "run" / "warmup")[0]
     assert len(load_checkpoint(tmp_path / "run" / "gate" / "model.pt").class_names) == 10
+
+
+# ------------------------------------------------------------------ validation split
+def _records(counts: dict[int, int], root: str = "/videos") -> list[VideoRecord]:
+    return [VideoRecord(f"{root}/{label}/v{i}.mp4", label, f"class{label}_v{i}")
+            for label, n in counts.items() for i in range(n)]
+
+
+def test_the_validation_split_is_per_class_deterministic_and_disjoint() -> None:
+    records = _records({0: 10, 1: 20, 2: 2, 3: 1})
+    train, val = split_validation(records, 0.2)
+
+    def names(chosen: list[VideoRecord]) -> list[str]:
+        return [r.name for r in chosen]
+
+    assert not set(names(train)) & set(names(val))
+    assert sorted(names(train) + names(val)) == sorted(names(records))
+    # 20% of each class, at least one of a class with two videos, never a class's only one
+    assert Counter(r.label for r in val) == {0: 2, 1: 4, 2: 1}
+    assert names(train) == [n for n in names(records) if n not in set(names(val))]  # order kept
+    # the same videos in another order, or under another root, give the same choice
+    shuffled = random.Random(1).sample(records, len(records))
+    assert set(names(split_validation(shuffled, 0.2)[1])) == set(names(val))
+    assert set(names(split_validation(_records({0: 10, 1: 20, 2: 2, 3: 1}, "/elsewhere"),
+                                      0.2)[1])) == set(names(val))
+    assert split_validation(records, 0.0) == (records, [])
+    other = split_validation(records, 0.5)[1]
+    assert Counter(r.label for r in other) == {0: 5, 1: 10, 2: 1}
+
+
+@pytest.fixture(scope="module")
+def data4(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10 classes of 4 videos (3 train, 1 test each)."""
+    root = tmp_path_factory.mktemp("synthetic4")
+    make_synthetic_dataset(root, seed=5, num_classes=10, videos_per_class=4, frames_per_video=6,
+                           size=72, progress=False)
+    return root
+
+
+def test_the_val_subset_is_held_out_of_train_and_never_from_test(data4: Path) -> None:
+    def names(fraction: float, subset: str) -> list[str]:
+        config = DataConfig(root=str(data4), frames=4, val_fraction=fraction)
+        bundle = build_dataset(config, subset=subset, size=64, train=False, progress=False)
+        return [r.name for r in bundle.dataset.records]
+
+    train, val, test = names(0.34, "train"), names(0.34, "val"), names(0.34, "test")
+    assert len(val) == 10 and len(train) == 20 and len(test) == 10  # one of 3 per class
+    assert not set(train) & set(val) and not set(test) & (set(train) | set(val))
+    assert sorted(train + val) == sorted(names(0.0, "train"))
+    assert test == names(0.0, "test")
+    assert val == names(0.34, "val")  # deterministic
+    with pytest.raises(ValueError, match="data.val_fraction"):
+        names(0.0, "val")
+    with pytest.raises(ValueError, match=r"data.val_fraction must be in \[0, 1\)"):
+        names(1.0, "val")
+    with pytest.raises(ValueError, match="data.val_fraction must be in"):
+        load_train_config(None, ["data.val_fraction=-0.1"])
+
+
+# ------------------------------------------------------------------ rsee train, the command
+def test_train_overrides_go_anywhere_on_the_line() -> None:
+    parser = build_parser(["train"])
+    args = parse_train_arguments(parser, [
+        "train", "a=1", "--config", "c.yaml", "b.c=2", "--stage", "joint", "d=3", "--stage",
+        "gate", "e=[1, 2]", "--force"])
+    assert args.overrides == ["a=1", "b.c=2", "d=3", "e=[1, 2]"]
+    assert args.stages == ["joint", "gate"] and args.force and args.config == "c.yaml"
+
+
+def _train_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    try:
+        status = cli_main(["train", *argv])
+    except SystemExit as exit_:  # argparse's errors
+        status = int(exit_.code or 0)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return status, [line for line in err.splitlines() if line.startswith("rsee train:")]
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("no config option", "the following arguments are required: --config"),
+    ("missing config", "training configuration not found"),
+    ("unknown key", "did you mean 'train.batch_size'?"),
+    ("no layout", "no UCF101 layout found"),
+    ("no root", "data.root not found"),
+    ("empty subset", "the test subset of this folder data set is empty"),
+    ("empty val", "the val subset of this synthetic data set is empty"),
+    ("stage first", "stage 'joint' starts from the 'warmup' stage's model; run that stage first"),
+    ("bad checkpoint", "junk.pt: "),
+    ("stray word", "unrecognized arguments: stray (overrides are KEY=VALUE"),
+    ("bad stage", "argument --stage: invalid choice: 'bogus'"),
+])
+def test_train_user_errors_are_one_line_and_exit_2(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str], case: str, message: str
+) -> None:
+    config = ["--config", "config/train_synthetic.yaml", "--no-progress",
+              *tiny_overrides(tmp_path, tiny_data)]
+    folder = tmp_path / "folder"
+    for name in (tiny_data / "classes.txt").read_text().split()[:2]:  # every video in train
+        (folder / name).mkdir(parents=True)
+        video = next((tiny_data / name).glob("*.mp4"))
+        (folder / name / video.name).symlink_to(video)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    argv = {
+        "no config option": ["--no-progress"],
+        "missing config": ["--config", str(tmp_path / "none.yaml")],
+        "unknown key": [*config, "train.batch_sise=2"],
+        "no layout": [*config, "data.kind=ucf101"],
+        "no root": [*config, f"data.root={tmp_path / 'nowhere'}"],
+        "empty subset": [*config, "data.kind=folder", f"data.root={folder}",
+                         "data.options={train_fraction: 1.0}"],
+        "empty val": [*config, "data.val_fraction=0.5"],  # one training video per class
+        "stage first": [*config, "--stage", "joint"],
+        "bad checkpoint": [*config, "--init", str(tmp_path / "junk.pt")],
+        "stray word": [*config, "stray"],
+        "bad stage": [*config, "--stage", "bogus"],
+    }[case]
+    status, lines = _train_errors(argv, capsys)
+    assert status == 2 and len(lines) == 1 and message in lines[0], (status, lines)
+    assert not (tmp_path / "run" / "warmup" / "state.pt").exists()  # nothing trained
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if path.is_file() and text in path.read_text():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in the output: {path.read_text()[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_says_what_is_saved_and_the_same_command_resumes(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture[str], signum: int
+) -> None:
+    argv = ["train", "--config", "config/train_synthetic.yaml",
+            *tiny_overrides(tmp_path, tiny_data), "--stage", "warmup", "stages.warmup.epochs=6",
+            "--no-progress", "train.max_batches_per_epoch=1"]  # overrides after --stage count
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "rsee_ros.cli", *argv, "--force"],
+                                stdout=stdout, stderr=stderr, env=dict(os.environ))
+        try:
+            _wait_for(out, "[warmup] epoch 2/6", proc)
+            proc.send_signal(signum)
+            status = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert status == 130, err.read_text()[-2000:]
+    lines = [line for line in err.read_text().splitlines() if line.startswith("rsee train:")]
+    assert len(lines) == 1, err.read_text()[-2000:]
+    match = re.fullmatch(r"rsee train: interrupted in stage warmup, epoch (\d)/6; saved: warmup "
+                         r"after epoch (\d)/6 in (\S+); resume with: (.+)", lines[0])
+    assert match, lines[0]
+    saved, state = int(match[2]), Path(match[3])
+    assert 2 <= saved < 6 and int(match[1]) in (saved, saved + 1)
+    assert state == tmp_path / "run" / "warmup" / "state.pt"
+    assert torch.load(state, weights_only=True)["epoch"] + 1 == saved  # the file is what it says
+    assert match[4] == "rsee " + shlex.join(argv)  # the same line, less --force
+    assert [r["epoch"] for r in read_log(tmp_path / "run" / "warmup")] == list(range(1, saved + 1))
+    if signum == signal.SIGTERM:
+        return
+    assert cli_main(shlex.split(match[4])[1:]) == 0
+    assert f"[warmup] resuming after epoch {saved}" in capsys.readouterr().out
+    assert [r["epoch"] for r in read_log(tmp_path / "run" / "warmup")] == list(range(1, 7))
+    assert load_checkpoint(tmp_path / "run" / "warmup" / "model.pt").metadata["epochs"] == 6
+
+
+# ------------------------------------------------------------------ docs/training.md
+def test_docs_training_lists_every_key_with_its_current_default() -> None:
+    """The table of docs/training.md is the one the configuration generates (so every key and
+    default in it is current), and every key has its meaning written."""
+    from dataclasses import fields, is_dataclass
+
+    from rsee_ros.data.transforms import TrainAugment
+    from rsee_ros.model.config import RSEEConfig
+    from rsee_ros.training import config_docs
+    from rsee_ros.training.config import (
+        DistillConfig,
+        FinetuneSettings,
+        GateSettings,
+        JointSettings,
+        TrainSettings,
+        WarmupSettings,
+    )
+
+    text = Path("docs/training.md").read_text()
+    table = text[text.index(config_docs.BEGIN):text.index(config_docs.END) + len(config_docs.END)]
+    assert table == config_docs.config_reference(), (
+        "docs/training.md is stale: python -m rsee_ros.training.config_docs docs/training.md")
+    for cls in (TrainConfig, DataConfig, TrainSettings, WarmupSettings, JointSettings,
+                FinetuneSettings, GateSettings, DistillConfig):
+        docs = config_docs.field_docs(cls)
+        for item in fields(cls):
+            if item.metadata.get("config", True) and not (
+                    item.default_factory is not MISSING and is_dataclass(item.default_factory)):
+                assert docs.get(item.name), f"{cls.__name__}.{item.name} has no docstring"
+    assert set(config_docs.MODEL_KEY_DOCS) == {f.name for f in fields(RSEEConfig)} - {
+        "num_classes"}
+    assert set(config_docs.AUGMENT_KEY_DOCS) == {f.name for f in fields(TrainAugment)}
+    assert "| `data.val_fraction` | `0.0` |" in table and "| `train.batch_size` | `8` |" in table
+    readme = Path("README.md").read_text()
+    assert "docs/training.md" in readme and "docs/walkthrough.md" in readme

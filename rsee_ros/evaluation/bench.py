@@ -389,7 +389,11 @@ def check_engine_targets(report: Mapping[str, Mapping[str, Any]]) -> list[dict]:
 
 
 def default_threshold(metadata: Mapping[str, Any]) -> float:
-    """The exit threshold the checkpoint was evaluated with in training, else 0.9."""
+    """The checkpoint's exit threshold: its operating point (``rsee calibrate``), else the one
+    it was tested with in training (``train.eval_threshold``), else 0.9."""
+    point = ((metadata or {}).get("operating_point") or {}).get("threshold")
+    if point is not None:
+        return float(point)
     value = (((metadata or {}).get("train_config") or {}).get("train") or {}).get(
         "eval_threshold")
     return float(value) if value is not None else 0.9

@@ -3,7 +3,9 @@
 The methods are those of :mod:`~rsee_ros.evaluation.methods` (the in-model ones and any
 separately trained baseline checkpoints). They run batch by batch over one pass of the data
 (their order rotating from batch to batch, so machine noise hits them alike); only
-``infer_batch`` is timed. Every entry has per-class figures and its calibration error; RSEE (every
+``infer_batch`` is timed. Every entry has per-class figures and its calibration error (and, for
+a checkpoint calibrated by ``rsee calibrate``, ``ece_calibrated``: that of the confidences its
+temperature gives, as the node reports them, for the methods of that model); RSEE (every
 threshold, and the operating point) and Uniform also list every video (:data:`PER_VIDEO`). Nothing
 is printed here: functions return plain dicts (JSON-ready).
 """
@@ -49,6 +51,7 @@ from rsee_ros.evaluation.metrics import (
     top1_accuracy,
 )
 from rsee_ros.model import RSEEModel, resize_frames
+from rsee_ros.training.temperature import apply_temperature, metadata_temperature
 
 __all__ = [
     "OPERATING_POINT", "PER_VIDEO", "evaluate", "group_results", "operating_entry", "run_methods",
@@ -150,10 +153,11 @@ def run_methods(
 
 def summarize(
     collected: _Collected, method: Method, model: RSEEModel, frames: int,
-    classes: Sequence[str] | None = None,
+    classes: Sequence[str] | None = None, temperature: float | None = None,
 ) -> dict[str, Any]:
     """The reported figures of one method (see ``docs/benchmarks.md`` for each field);
-    ``classes`` names the labels of ``per_class`` (default: the label numbers)."""
+    ``classes`` names the labels of ``per_class`` (default: the label numbers); with the
+    model's ``temperature``, ``ece_calibrated`` follows ``ece``."""
     probabilities = collected.cat("probabilities")
     labels = collected.cat("labels")
     n = len(labels)
@@ -183,6 +187,8 @@ def summarize(
         "frames_per_s": frames * n / seconds if seconds > 0 else math.nan,
         "videos_per_s": n / seconds if seconds > 0 else math.nan,
         "ece": expected_calibration_error(probabilities, labels),
+        **({} if temperature is None else {"ece_calibrated": expected_calibration_error(
+            apply_temperature(torch.from_numpy(probabilities), temperature).numpy(), labels)}),
         "per_class": per_class_table(
             probabilities.argmax(axis=1), labels, processed, gmacs,
             classes or [str(c) for c in range(model.config.num_classes)]),
@@ -295,11 +301,14 @@ def operating_entry(report: Mapping[str, Any]) -> dict[str, Any] | None:
 def _summaries(
     collected: Sequence[_Collected], methods: Sequence[Method], models: Mapping[str, RSEEModel],
     frames: int, classes: Sequence[str], records: Sequence[Any],
+    temperature: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Every method's summary; those of :data:`PER_VIDEO` with their ``videos``."""
+    """Every method's summary; those of :data:`PER_VIDEO` with their ``videos``; the main
+    model's with its ``temperature``."""
     out = []
     for c, m in zip(collected, methods, strict=True):
-        summary = summarize(c, m, models[m.model], frames, classes)
+        summary = summarize(c, m, models[m.model], frames, classes,
+                            temperature if m.model == MAIN else None)
         if m.group in PER_VIDEO:
             summary["videos"] = video_records(c, records, classes)
         out.append(summary)
@@ -360,7 +369,8 @@ def evaluate(
                                  workers=workers))
     collected = run_methods(models, batches, methods, wrap=wrap)
     records = [bundle.dataset.records[i] for i in batches.items]
-    summaries = _summaries(collected, methods, models, frames, main.class_names, records)
+    summaries = _summaries(collected, methods, models, frames, main.class_names, records,
+                           metadata_temperature(main.metadata))
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
     operating_point = _operating_point(operating, in_sweep, grouped)

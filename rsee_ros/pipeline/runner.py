@@ -35,6 +35,13 @@ Results (:class:`WindowResult`), one per window at most:
 whole window) and the frames received for cut windows; ``uniform_gflops`` is what the Uniform
 baseline (every one of those frames at the model's highest resolution) would cost, and
 ``resolutions`` has one entry per frame the window was fed, in order (0: not processed).
+
+Confidences: with a calibrated model (``metadata["calibration"]["temperature"]`` ``T`` of the
+engine, from ``rsee calibrate``), ``confidence``, ``top_k`` and ``probabilities`` are
+``softmax(log(p) / T)`` of the session's probabilities ``p``, and ``min_confidence`` compares
+that calibrated confidence; the exit decisions are not changed by it: the exit rule is part of
+the model's compute (its threshold, the operating point, was chosen for the uncalibrated
+scores).
 ``latency_s`` runs from ``received_at`` of the frame that produced the result (its last frame, or
 for a cut window the frame that revealed the cut) to the moment the result was made.
 """
@@ -66,6 +73,7 @@ from rsee_ros.pipeline.windowing import (
     Window,
     WindowSettings,
 )
+from rsee_ros.training.temperature import apply_temperature, metadata_temperature
 
 __all__ = [
     "AFTER_EXIT",
@@ -325,7 +333,9 @@ class RecognitionPipeline:
     ``model`` is an :class:`~rsee_ros.engine.base.Engine`, an :class:`RSEEModel` (with
     ``class_names``; run on the ``torch`` engine), or a checkpoint file or export directory
     (loaded with :func:`rsee_ros.engine.load_engine` on ``engine``, default ``torch``, and
-    ``device``; class names from the file unless given). ``clock`` (seconds, monotonic) is used
+    ``device``; class names from the file unless given). :attr:`temperature` (the engine's
+    calibration, None without one) applies to the reported confidences, not to the exits (see
+    the module docstring). ``clock`` (seconds, monotonic) is used
     for latencies and ``busy_s``. Not re-entrant: call
     :meth:`process` / :meth:`push` / :meth:`close` from one thread; :meth:`update`,
     :attr:`settings` and :meth:`stats` may be called from any thread.
@@ -355,6 +365,7 @@ class RecognitionPipeline:
                 "classes"
             )
         self.engine = model
+        self.temperature = metadata_temperature(getattr(model, "metadata", None))
         self.class_names = [str(c) for c in class_names]
         self.resolutions = tuple(model.config.resolutions)
         self.input_size = model.config.max_resolution
@@ -539,7 +550,8 @@ class RecognitionPipeline:
         self, window: Window, track: _Track, reason: str, received: float
     ) -> WindowResult:
         session = track.session
-        probabilities = session.probabilities.detach().float().cpu()
+        probabilities = apply_temperature(session.probabilities.detach().float().cpu(),
+                                          self.temperature)
         k = min(self._settings.top_k, len(self.class_names))
         scores, indices = torch.topk(probabilities, k)
         class_id = int(indices[0])

@@ -35,8 +35,10 @@ if __name__ == "__main__":
     # which take seconds (torch), so a stop during start-up is a clean exit as well.
     process_stop_request()
 
+import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,7 +179,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "exit_threshold",
         0.9,
         "Confidence at which a window exits early; 1.0: never (every window gets all its "
-        "frames).",
+        "frames). Default: the model's operating point (rsee calibrate) when it has one, "
+        "else 0.9.",
         dynamic=True,
         float_range=(0.0, 1.0),
     ),
@@ -188,7 +191,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         dynamic=True,
         int_range=(0, 4096),
     ),
-    # allowed_resolutions is declared after the model is loaded (default: all of its resolutions).
+    # allowed_resolutions is declared after the model is loaded (default: all of its resolutions),
+    # and so is exit_threshold (its default: the model's operating point when it has one).
     ParamSpec("skip_enabled", True, "Let the selector skip frames.", dynamic=True),
     ParamSpec(
         "policy",
@@ -237,6 +241,8 @@ ALLOWED_RESOLUTIONS_DESCRIPTION = (
     "Resolutions the selector may choose (a subset of the model's); default: all of them."
 )
 _SPECS = {spec.name: spec for spec in PARAMETERS}
+_AFTER_MODEL = ("exit_threshold",)
+"""Parameters of :data:`PARAMETERS` declared once the model is loaded (defaults from it)."""
 # The parameters that are PipelineSettings fields (the others configure the node itself).
 _PIPELINE_PARAMS = frozenset(
     {"window_size", "stride", "frame_step", "max_gap_s", "exit_threshold", "max_resolution",
@@ -256,7 +262,7 @@ class RseeNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            p = declare_parameters(self, PARAMETERS)
+            p = declare_parameters(self, [s for s in PARAMETERS if s.name not in _AFTER_MODEL])
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
         engine = self._load_engine(p)
@@ -264,7 +270,8 @@ class RseeNode(Node):
         self.pipeline = RecognitionPipeline(engine)
         try:
             self.control = SettingsControl(
-                self.pipeline, self._user_settings(p), target_fps=p["target_fps"]
+                self.pipeline, self._user_settings(p, engine.metadata),
+                target_fps=p["target_fps"]
             )
         except ValueError as exc:
             raise StartupError(f"invalid parameters: {exc}") from None
@@ -303,7 +310,7 @@ class RseeNode(Node):
             self.add_post_set_parameters_callback(lambda _params: self._apply_pending())
         self.get_logger().info(
             f"{engine.config.num_classes} classes, resolutions {self.resolutions}, engine "
-            f"{engine.describe()} ({self.checkpoint_path.name}); "
+            f"{engine.describe()} ({self.checkpoint_path.name}); {self.exit_threshold_source}; "
             + ("subscribing while results are listened to: " if p["lazy_subscription"] else
                "listening on ") + self.cameras.describe()
         )
@@ -341,16 +348,34 @@ class RseeNode(Node):
         self.engine_name = engine.name
         return engine
 
-    def _user_settings(self, p: dict[str, Any]) -> PipelineSettings:
-        """The user's pipeline settings from the start-up parameter values."""
+    def _user_settings(self, p: dict[str, Any], metadata: dict[str, Any]) -> PipelineSettings:
+        """The user's pipeline settings from the start-up parameter values (declaring those
+        whose defaults come from the model, with its ``metadata``)."""
         self.declare_parameter("allowed_resolutions", self.resolutions, ParameterDescriptor(
             description=ALLOWED_RESOLUTIONS_DESCRIPTION, dynamic_typing=False,
             additional_constraints=f"subset of {self.resolutions}",
         ))
         p["allowed_resolutions"] = self.get_parameter("allowed_resolutions").value
+        self._declare_exit_threshold(p, _operating_threshold(metadata))
         return PipelineSettings(**{
             name: self._setting(name, p[name]) for name in _PIPELINE_PARAMS
         })
+
+    def _declare_exit_threshold(self, p: dict[str, Any], point: float | None) -> None:
+        """Declare ``exit_threshold`` with the model's operating ``point`` as its default (when
+        it has one; a value given still wins) and say which in :attr:`exit_threshold_source`."""
+        spec = _SPECS["exit_threshold"]
+        p.update(declare_parameters(self, [spec if point is None
+                                           else replace(spec, default=point)]))
+        value = p["exit_threshold"]
+        if point is None:
+            given = "the default" if value == spec.default else "given"
+            source = f"{given}; the model has no operating point (rsee calibrate)"
+        elif value == point:
+            source = "the model's operating point"
+        else:
+            source = f"given; the model's operating point is {point:g}"
+        self.exit_threshold_source = f"exit_threshold {value:g} ({source})"
 
     def _setting(self, name: str, value: Any) -> Any:
         """A parameter value as the pipeline setting of the same name (ValueError if bad)."""
@@ -481,6 +506,15 @@ class RseeNode(Node):
         if hasattr(self, "cameras"):
             self.cameras.close()
         super().destroy_node()
+
+
+def _operating_threshold(metadata: dict[str, Any] | None) -> float | None:
+    """The exit threshold of a model's operating point (``metadata["operating_point"]``, written
+    by ``rsee calibrate``), or None."""
+    value = ((metadata or {}).get("operating_point") or {}).get("threshold")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and 0.0 <= value <= 1.0 else None
 
 
 def main(args: list[str] | None = None) -> int:

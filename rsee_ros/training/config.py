@@ -29,27 +29,41 @@ MODEL_KEYS = tuple(f.name for f in fields(RSEEConfig) if f.name != "num_classes"
 
 @dataclass
 class TrainSettings:
-    """The ``train`` section: what every stage shares.
-
-    ``amp``: mixed precision (``true``: float16 on CUDA only; ``"bfloat16"``: on any device);
-    ``step_loss_weight``: share of the loss on the predictions after every step (early exits);
-    ``compute_all_resolutions``: AR-Net's exact estimator in the joint stage;
-    ``eval_threshold``: exit threshold of the test after each stage; ``freeze_blocks``: first
-    backbone blocks kept frozen; ``warmup_resolutions_per_batch``: resolutions a warm-up batch
-    trains (the highest plus a random sample; ``None``: all).
-    """
+    """The ``train`` section: what every stage shares (one attribute docstring per key:
+    docs/training.md is generated from them)."""
 
     batch_size: int = 8
+    """Videos per training batch (per process under torchrun)."""
     eval_batch_size: int = 16
+    """Videos per batch of the test after each stage and of the calibration."""
     amp: bool | str | None = True
+    """Mixed precision: ``true`` float16 autocast on CUDA only (off on CPU); ``"bfloat16"`` on
+    any device; ``false``/``null`` off."""
     step_loss_weight: float = 0.5
+    """Share of the loss on the predictions after every step (what early exits read), the rest
+    on the final prediction."""
     grad_clip: float = 5.0
+    """Largest gradient norm (clipped above it)."""
     weight_decay: float = 1e-4
+    """SGD weight decay of every stage."""
     compute_all_resolutions: bool = False
+    """AR-Net's exact estimator in the joint stage: every resolution runs for every frame and
+    the straight-through decision mixes them (L times the cost, unbiased gradients)."""
     eval_threshold: float = 0.9
+    """Exit threshold of the test after each stage after warm-up (until ``rsee calibrate``
+    stores an operating point, also what ``rsee eval`` and ``rsee bench`` run at)."""
     max_batches_per_epoch: int | None = None
+    """Stop an epoch after this many batches (``null``: the whole training subset)."""
     freeze_blocks: int = 0
+    """First backbone blocks kept frozen (their ImageNet convolutions; BatchNorm statistics still
+    adapt): cheaper and steadier on small data sets."""
     warmup_resolutions_per_batch: int | None = None
+    """Resolutions a warm-up batch trains: the highest plus a random sample of the others
+    (``null``: every resolution in every batch)."""
+    calibration_tolerance: float = 1.0
+    """With ``data.val_fraction`` > 0: the top-1 points on val the operating point (the exit
+    threshold ``rsee calibrate`` stores) may lose against Uniform (``rsee calibrate
+    --tolerance``)."""
 
 
 @dataclass
@@ -57,30 +71,38 @@ class WarmupSettings:
     """``stages.warmup``: backbone and classifier at every resolution, no selector."""
 
     epochs: int = 5
+    """Epochs of the stage."""
     lr: float = 0.01
+    """Learning rate (SGD, Nesterov momentum 0.9, cosine schedule over the stage's epochs)."""
 
 
 @dataclass
 class JointSettings:
-    """``stages.joint``: selector and backbone together (Gumbel-softmax).
-
-    ``alpha``/``beta``: weights of the FLOPs and the usage-balance terms; ``tau0``/``tau_decay``:
-    Gumbel temperature ``tau0 * exp(-tau_decay * epoch)``; ``selector_lr_scale``: the
-    selector's learning rate relative to ``lr``; ``skip_bias_init``: initial policy bias of the
-    skips; ``flops_target``: a FLOPs budget (fraction of Uniform) instead of a plain penalty;
-    ``noise_final``: Gumbel noise scale of the last epoch (0: the argmax policy).
-    """
+    """``stages.joint``: selector and backbone together (Gumbel-softmax)."""
 
     epochs: int = 8
+    """Epochs of the stage."""
     lr: float = 0.001
+    """Learning rate of backbone and classifier."""
     alpha: float = 0.1
+    """Weight of the FLOPs term (the accuracy term gets ``1 - alpha``)."""
     beta: float = 0.3
+    """Weight of the usage-balance term (every action used alike)."""
     tau0: float = 5.0
+    """Initial Gumbel temperature; epoch ``e`` uses ``tau0 * exp(-tau_decay * e)``."""
     tau_decay: float = 0.045
+    """Decay of the Gumbel temperature per epoch."""
     selector_lr_scale: float = 10.0
+    """The selector's learning rate relative to ``lr``."""
     skip_bias_init: float | None = None
+    """Initial policy bias of the skip actions (negative: start by looking at most frames);
+    ``null``: as initialised."""
     flops_target: float | None = None
+    """A FLOPs budget, a fraction of Uniform's cost: only the cost above it is penalised
+    (``null``: a plain penalty on all of it)."""
     noise_final: float = 1.0
+    """Gumbel noise scale of the last epoch, from 1 in the first (0: the last epoch trains the
+    argmax policy that inference runs)."""
 
 
 @dataclass
@@ -88,7 +110,9 @@ class FinetuneSettings:
     """``stages.finetune``: backbone and classifier under the frozen selector's decisions."""
 
     epochs: int = 4
+    """Epochs of the stage."""
     lr: float = 0.0005
+    """Learning rate."""
 
 
 @dataclass
@@ -97,9 +121,13 @@ class GateSettings:
     step is right when its loss is below ``base_loss + cost_per_step * step``)."""
 
     epochs: int = 3
+    """Epochs of the stage."""
     lr: float = 0.001
+    """Learning rate of the gate."""
     base_loss: float = 0.1
+    """Loss below which exiting at the first step counts as right."""
     cost_per_step: float = 0.05
+    """How much more loss each later step tolerates."""
 
 
 StageSettings = WarmupSettings | JointSettings | FinetuneSettings | GateSettings
@@ -126,12 +154,14 @@ assert tuple(f.name for f in fields(StagesConfig)) == STAGES
 
 @dataclass
 class DistillConfig:
-    """The ``distill`` section: ResKD's feature-map distillation in warm-up; ``teacher`` is
-    ``"self"`` (the model's own full-resolution pass) or a checkpoint path."""
+    """The ``distill`` section: ResKD's feature-map distillation in warm-up."""
 
     enabled: bool = False
+    """Distil the full-resolution feature map into the lower resolutions' in warm-up."""
     teacher: str = "self"
+    """``"self"`` (the model's own full-resolution pass, detached) or a checkpoint path."""
     feature_weight: float = 1.0
+    """Weight of the distillation term."""
 
 
 @dataclass
@@ -139,12 +169,21 @@ class TrainConfig:
     """A resolved training configuration; ``source`` is the YAML file it came from."""
 
     name: str = "rsee"
+    """Name of the model (stored in the checkpoints, shown by the node's ``label_info``)."""
     out_dir: str = "runs/rsee"
+    """Where each stage keeps ``<stage>/state.pt`` (every epoch), ``log.jsonl`` and
+    ``model.pt`` (when complete); the result is ``<out_dir>/gate/model.pt``."""
     seed: int = 0
+    """Seed of the new parts' initial weights, the sampling and the augmentation."""
     device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     threads: int | None = None
+    """Torch CPU threads (``null``: torch's default, one per core)."""
     pretrained: bool | str = True
+    """ImageNet backbone weights: ``true`` (the installed ones), ``false`` (random) or a
+    weights file."""
     model: dict[str, Any] = field(default_factory=dict, metadata={"keys": MODEL_KEYS})
+    """The architecture: :class:`~rsee_ros.model.config.RSEEConfig` keys (table below)."""
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     stages: StagesConfig = field(default_factory=StagesConfig)
@@ -195,6 +234,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
             update = {key: update}
         merge(config, update)
     config.model_config(num_classes=2)  # architecture errors now, not after building data
+    config.data.check()
     return config
 
 

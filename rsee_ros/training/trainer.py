@@ -2,8 +2,13 @@
 
 Each stage writes ``<out_dir>/<stage>/state.pt`` after every epoch (weights, optimiser, epoch;
 plain data only, loaded with ``weights_only=True``) and ``<out_dir>/<stage>/model.pt`` (an
-rsee_ros checkpoint) when it completes. A stage starts from the previous stage's ``model.pt``
-(or ``init``), resumes from its own ``state.pt`` and is skipped when its ``model.pt`` exists.
+rsee_ros checkpoint, tested on the test subset) when it completes. A stage starts from the
+previous stage's ``model.pt`` (or ``init``), resumes from its own ``state.pt`` and is skipped
+when its ``model.pt`` exists. :meth:`Trainer.check` finds the user's mistakes (data, stages,
+checkpoints) before anything trains; :attr:`Trainer.position` says what is saved where when a run
+is stopped (files are written whole: :class:`~rsee_ros.training.interrupts.SignalGuard`). With
+``data.val_fraction`` > 0 the final model is calibrated on the held-out videos
+(:mod:`rsee_ros.training.calibration`) after the gate stage.
 What a stage trains and how is its class in :mod:`rsee_ros.training.stages`; the trainer runs
 any of them the same way. Runs on CPU or CUDA (mixed precision on CUDA, ``train.amp``), and
 under ``torchrun`` with DistributedDataParallel by the same command.
@@ -18,7 +23,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +35,6 @@ from tqdm import tqdm
 
 from rsee_ros.data.build import build_dataset
 from rsee_ros.model import (
-    NEVER_EXIT,
     RSEEModel,
     build_rsee,
     load_checkpoint,
@@ -39,8 +42,13 @@ from rsee_ros.model import (
     save_checkpoint,
 )
 from rsee_ros.training.config import TrainConfig
+from rsee_ros.training.epoch_stats import EpochStats
+from rsee_ros.training.interrupts import Progress, SignalGuard
+from rsee_ros.training.quick_eval import quick_eval
 from rsee_ros.training.stage_names import STAGES
-from rsee_ros.training.stages import STAGE_CLASSES, BatchLoss, Stage
+from rsee_ros.training.stages import STAGE_CLASSES, Stage
+
+__all__ = ["EpochStats", "Trainer", "amp_dtype"]
 
 log = logging.getLogger(__name__)
 
@@ -69,51 +77,6 @@ class _StageForward(nn.Module):
 
     def forward(self, frames: torch.Tensor, **inputs: Any) -> dict[str, Any]:
         return self.stage.forward(frames, **inputs)
-
-
-@dataclass
-class EpochStats:
-    """Running sums for one epoch's log line."""
-
-    loss: float = 0.0
-    parts: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    correct: int = 0
-    seen: int = 0
-    gmacs: float = 0.0
-    usage: torch.Tensor | None = None
-    batches: int = 0
-
-    def add(self, batch: BatchLoss, labels: torch.Tensor) -> None:
-        """Count one batch in."""
-        self.loss += float(batch.loss.detach())
-        for key, value in batch.parts.items():
-            self.parts[key] = self.parts.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
-        self.correct += int((batch.logits.argmax(-1) == labels).sum())
-        self.seen += len(labels)
-        self.batches += 1
-        self.gmacs += float(batch.gmacs.sum())
-        if batch.usage is not None:
-            self.usage = batch.usage if self.usage is None else self.usage + batch.usage
-
-    def means(self) -> dict[str, Any]:
-        """The epoch's loss and its parts (each over the batches that computed it), train
-        accuracy and GFLOPs per video."""
-        return {
-            "loss": round(self.loss / self.batches, 4),
-            **{k: round(v / self.counts[k], 4) for k, v in self.parts.items()},
-            "train_acc": round(100 * self.correct / max(self.seen, 1), 2),
-            "gflops_per_video": round(self.gmacs / max(self.seen, 1), 4),
-        }
-
-    def usage_shares(self, action_names: list[str]) -> dict[str, float] | None:
-        """The share of each action among the looked-at frames (policy stages only)."""
-        if self.usage is None:
-            return None
-        total = float(self.usage.sum()) or 1.0
-        return {n: round(float(u) / total, 3)
-                for n, u in zip(action_names, self.usage, strict=True)}
 
 
 class Trainer:
@@ -148,6 +111,10 @@ class Trainer:
         self.amp_dtype = amp_dtype(config.train.amp, device)
         self._datasets: dict[str, Any] = {}
         self.classes: list[str] = []
+        self.guard = SignalGuard()
+        self.position = Progress(Path(config.out_dir))
+        self.trained: set[str] = set()
+        """The stages that trained (or tested and saved) in this trainer's runs."""
 
     # --------------------------------------------------------------- plumbing
     @property
@@ -167,7 +134,7 @@ class Trainer:
         torch.manual_seed(seed)
 
     def dataset(self, subset: str) -> Any:
-        """The train or test data set (built once)."""
+        """The train, val or test data set (built once)."""
         if subset not in self._datasets:
             size = self.config.model_config(num_classes=2).max_resolution
             bundle = build_dataset(self.config.data, subset=subset, size=size,
@@ -198,6 +165,18 @@ class Trainer:
         """The last stage's model, the result of a full run."""
         return self.stage_dir(STAGES[-1]) / "model.pt"
 
+    def _previous_model(self, stage: str) -> Path:
+        """The model ``stage`` starts from: the previous stage's (``FileNotFoundError`` saying
+        what to do when it is not there)."""
+        previous_stage = STAGES[STAGES.index(stage) - 1]
+        previous = self.stage_dir(previous_stage) / "model.pt"
+        if not previous.is_file():
+            raise FileNotFoundError(
+                f"{previous}: stage {stage!r} starts from the {previous_stage!r} stage's "
+                "model; run that stage first or pass --init CHECKPOINT"
+            )
+        return previous
+
     def _starting_model(self, stage: str) -> RSEEModel:
         index = STAGES.index(stage)
         if self.init:
@@ -205,13 +184,7 @@ class Trainer:
             self.classes = checkpoint.class_names
             return checkpoint.model
         if index > 0:
-            previous = self.stage_dir(STAGES[index - 1]) / "model.pt"
-            if not previous.is_file():
-                raise FileNotFoundError(
-                    f"{previous}: stage {stage!r} starts from the {STAGES[index - 1]!r} stage's "
-                    "model; run that stage first or pass --init CHECKPOINT"
-                )
-            checkpoint = load_checkpoint(previous)
+            checkpoint = load_checkpoint(self._previous_model(stage))
             self.classes = checkpoint.class_names
             return checkpoint.model
         self.dataset("train")
@@ -220,16 +193,70 @@ class Trainer:
         return build_rsee(model_config, pretrained=self.config.pretrained)
 
     # ------------------------------------------------------------------- runs
-    def run(self, stages: list[str] | None = None, *, force: bool = False) -> Path:
-        """Run the given stages (default: all, in order); returns the last model's path."""
+    @staticmethod
+    def _chosen(stages: list[str] | None) -> list[str]:
+        """The stages to run, in training order (``ValueError`` for an unknown one)."""
         chosen = stages or list(STAGES)
         for stage in chosen:
             if stage not in STAGES:
                 raise ValueError(f"unknown stage {stage!r}; one of {STAGES}")
+        return [s for s in STAGES if s in chosen]
+
+    def check(self, stages: list[str] | None = None, *, force: bool = False) -> None:
+        """Raise what a run of ``stages`` would fail on before training anything: an unknown
+        stage, an unreadable ``init``, a stage whose predecessor has no model (nor runs
+        before it), a data set that cannot be read or a subset that is empty (the ones the
+        run reads: train, test, and val with ``data.val_fraction``), data classes that are
+        not the starting checkpoint's."""
+        chosen = self._chosen(stages)
+        pending = [s for s in chosen if force or not (self.stage_dir(s) / "model.pt").is_file()]
+        starts: list[Path] = [Path(self.init)] if self.init and pending else []
+        for stage in pending if not self.init else []:
+            index = STAGES.index(stage)
+            if index and STAGES[index - 1] not in pending:
+                starts.append(self._previous_model(stage))
+        calibrate = self.config.data.val_fraction > 0 and STAGES[-1] in chosen
+        root = Path(self.config.data.root)
+        if (pending or calibrate) and not root.exists():
+            raise FileNotFoundError(f"{root}: data.root not found (a {self.config.data.kind} "
+                                    "data set)")
+        subsets = (["train", "test"] if pending else []) + (["val"] if calibrate else [])
+        for subset in subsets:
+            self.dataset(subset)
+        for start in starts:
+            names = load_checkpoint(start).class_names
+            if subsets and names != self.classes:
+                raise ValueError(f"{self.config.data.root}: the data set's classes "
+                                 f"{self.classes[:5]}... differ from {start}'s {names[:5]}...")
+
+    def run(self, stages: list[str] | None = None, *, force: bool = False) -> Path:
+        """Run the given stages (default: all, in order); returns the last model's path. When
+        the gate stage is among them and ``data.val_fraction`` > 0, its model is calibrated
+        (if it trained now or is not calibrated yet)."""
+        chosen = self._chosen(stages)
         result = self.final_checkpoint()
-        for stage in STAGES:
-            if stage in chosen:
-                result = self.run_stage(stage, force=force)
+        for stage in chosen:
+            result = self.run_stage(stage, force=force)
+        if self.config.data.val_fraction > 0 and STAGES[-1] in chosen and self.is_main:
+            self.calibrate(result, again=STAGES[-1] in self.trained)
+        return result
+
+    def calibrate(self, path: Path, *, again: bool = True) -> dict[str, Any] | None:
+        """Calibrate the checkpoint ``path`` on the val subset in place (skipped when it is
+        calibrated already, unless ``again``); returns the result, None when skipped."""
+        from rsee_ros.training.calibration import calibrate_file, describe_calibration
+
+        checkpoint = load_checkpoint(path, device=self.device)
+        if not again and "calibration" in checkpoint.metadata:
+            self.say(f"[calibrate] already calibrated: {path}")
+            return None
+        self.position.calibrating = path
+        result = calibrate_file(checkpoint, self.dataset("val"),
+                                tolerance=self.config.train.calibration_tolerance,
+                                batch_size=self.config.train.eval_batch_size,
+                                workers=self.config.data.workers, saving=self.guard.deferred)
+        self.position.calibrating = None
+        self.say("[calibrate] " + describe_calibration(result))
         return result
 
     def run_stage(self, name: str, *, force: bool = False) -> Path:
@@ -248,6 +275,8 @@ class Trainer:
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(epochs, 1))
         start_epoch = self._resume(name, model, optimizer, scheduler, force=force)
+        self.position.start_stage(name, epochs, folder / "state.pt" if start_epoch else None,
+                                  start_epoch)
         if start_epoch == 0:
             stage.prepare()
         self.dataset("train")
@@ -262,19 +291,24 @@ class Trainer:
             "cuda", enabled=self.device.type == "cuda" and self.amp_dtype == torch.float16
         )
         for epoch in range(start_epoch, epochs):
+            self.position.epoch = epoch + 1
             self._seed(epoch + 100 * STAGES.index(name))
             started = time.perf_counter()
             stats = self._train_epoch(stage, epoch, wrapped, optimizer, scaler)
             scheduler.step()
-            self._log_epoch(name, epoch, epochs, stats, time.perf_counter() - started, model)
-            if self.is_main:
-                folder.mkdir(parents=True, exist_ok=True)
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "epoch": epoch},
-                           folder / "state.pt.tmp")
-                (folder / "state.pt.tmp").replace(folder / "state.pt")
+            with self.guard.deferred():
+                self._log_epoch(name, epoch, epochs, stats, time.perf_counter() - started, model)
+                if self.is_main:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "epoch": epoch},
+                               folder / "state.pt.tmp")
+                    (folder / "state.pt.tmp").replace(folder / "state.pt")
+                self.position.saved, self.position.saved_epochs = folder / "state.pt", epoch + 1
+        self.position.epoch = 0
         if self.is_main:
             self._save(name, epochs, model, final)
+        self.trained.add(name)
         if self.distributed:
             dist.barrier()
         return final
@@ -297,10 +331,15 @@ class Trainer:
         """Test the stage's model and write its checkpoint (with the resolved configuration)."""
         metadata: dict[str, Any] = {"stage": name, "epochs": epochs,
                                     "train_config": self.config.to_dict()}
-        evaluation = self._quick_eval(model)
+        evaluation = self._quick_eval(model, uniform=name == STAGES[0])
         metadata["test"] = evaluation
-        self.say(f"[{name}] test: " + ", ".join(f"{k} {v}" for k, v in evaluation.items()))
-        save_checkpoint(final, model.cpu(), self.classes, metadata)
+        label = ("test (Uniform: every frame at "
+                 f"{model.config.max_resolution} px, no exit)" if name == STAGES[0] else "test")
+        self.say(f"[{name}] {label}: " + ", ".join(
+            f"{k} {v}" for k, v in evaluation.items() if k not in ("method", "resolution")))
+        with self.guard.deferred():
+            save_checkpoint(final, model.cpu(), self.classes, metadata)
+            self.position.saved, self.position.saved_epochs = final, epochs
         model.to(self.device)
 
     # ---------------------------------------------------------------- epochs
@@ -363,23 +402,7 @@ class Trainer:
         with open(folder / "log.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    @torch.no_grad()
-    def _quick_eval(self, model: RSEEModel) -> dict[str, float]:
-        """Top-1 and GFLOPs on the test subset at the configured exit threshold."""
-        model.eval()
-        threshold = self.config.train.eval_threshold
-        correct = correct_full = seen = 0
-        gmacs = 0.0
+    def _quick_eval(self, model: RSEEModel, *, uniform: bool = False) -> dict[str, Any]:
+        """The test after a stage (:func:`~rsee_ros.training.quick_eval.quick_eval`)."""
         loader = self.loader("test", shuffle=False, batch_size=self.config.train.eval_batch_size)
-        for frames, labels, _ in loader:
-            frames, labels = frames.to(self.device), labels.to(self.device)
-            out = model.infer_batch(frames, exit_threshold=threshold)
-            full = model.infer_batch(frames, exit_threshold=NEVER_EXIT)
-            correct += int((out.probabilities.argmax(-1) == labels).sum())
-            correct_full += int((full.probabilities.argmax(-1) == labels).sum())
-            gmacs += float(out.gmacs.sum())
-            seen += len(labels)
-        seen = max(seen, 1)
-        return {"top1": round(100 * correct / seen, 2),
-                "top1_no_exit": round(100 * correct_full / seen, 2),
-                "gflops_per_video": round(gmacs / seen, 4), "threshold": threshold}
+        return quick_eval(model, loader, self.config.train.eval_threshold, uniform=uniform)
