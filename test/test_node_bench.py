@@ -33,7 +33,7 @@ from rsee_ros.evaluation.node_bench.metrics import (
     throughput_figures,
 )
 from rsee_ros.evaluation.node_bench.run import check_config
-from rsee_ros.ros.processes import RosProcess, domain_block
+from rsee_ros.ros.processes import RosProcess, domain_block, taskset_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +99,33 @@ def test_process_group_killed_when_sigint_is_ignored(tmp_path: Path) -> None:
         time.sleep(0.01)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+AFFINITY = """\
+import os, threading
+seen = []
+thread = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))
+thread.start()
+thread.join()
+print("main", sorted(os.sched_getaffinity(0)), "thread", seen[0], flush=True)
+"""
+
+
+def test_process_pinned_to_cpus(tmp_path: Path) -> None:
+    """RosProcess(cpus=...) runs the program, and the threads it starts, on those CPUs only."""
+    (tmp_path / "affinity.py").write_text(AFFINITY)
+    cpu = max(os.sched_getaffinity(0))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = RosProcess("affinity", "affinity", {}, env=env, log_path=tmp_path / "a.log",
+                      cpus=[cpu])
+    assert proc.popen.wait(120) == 0  # it exits by itself
+    proc.stop()
+    assert f"main [{cpu}] thread [{cpu}]" in proc.output(), proc.output()
+    assert proc.info()["cpus"] == [cpu]
+    with pytest.raises(ValueError):
+        taskset_prefix([max(os.sched_getaffinity(0)) + 1])
+    with pytest.raises(ValueError):
+        taskset_prefix([])
 
 
 def test_check_config(tmp_path: Path) -> None:
