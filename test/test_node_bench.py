@@ -1,5 +1,6 @@
-"""``rsee bench-node``: the helpers, and a ``--quick`` run end to end (two rsee_nodes and two
-video_sources as real processes over DDS on loopback) with a tiny randomly initialised model."""
+"""``rsee bench-node``: the helpers, the camera rig, and ``--quick`` runs end to end (the four
+phases: two rsee_nodes and two video_sources; the cameras-per-core sweep: the rig and a node per
+level) as real processes over DDS on loopback, with a tiny randomly initialised model."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +26,14 @@ from rsee_ros.evaluation.node_bench import (
     resolve_targets,
     steady_rate,
 )
+from rsee_ros.evaluation.node_bench.cameras import (
+    camera_targets,
+    cameras_held,
+    level_figures,
+    next_level,
+    results_balanced,
+    sweep_summary,
+)
 from rsee_ros.evaluation.node_bench.metrics import (
     Received,
     add_throughput_ratios,
@@ -33,7 +43,7 @@ from rsee_ros.evaluation.node_bench.metrics import (
     throughput_figures,
 )
 from rsee_ros.evaluation.node_bench.run import check_config
-from rsee_ros.ros.processes import RosProcess, domain_block
+from rsee_ros.ros.processes import RosProcess, domain_block, taskset_prefix
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -99,6 +109,33 @@ def test_process_group_killed_when_sigint_is_ignored(tmp_path: Path) -> None:
         time.sleep(0.01)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+AFFINITY = """\
+import os, threading
+seen = []
+thread = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))
+thread.start()
+thread.join()
+print("main", sorted(os.sched_getaffinity(0)), "thread", seen[0], flush=True)
+"""
+
+
+def test_process_pinned_to_cpus(tmp_path: Path) -> None:
+    """RosProcess(cpus=...) runs the program, and the threads it starts, on those CPUs only."""
+    (tmp_path / "affinity.py").write_text(AFFINITY)
+    cpu = max(os.sched_getaffinity(0))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = RosProcess("affinity", "affinity", {}, env=env, log_path=tmp_path / "a.log",
+                      cpus=[cpu])
+    assert proc.popen.wait(120) == 0  # it exits by itself
+    proc.stop()
+    assert f"main [{cpu}] thread [{cpu}]" in proc.output(), proc.output()
+    assert proc.info()["cpus"] == [cpu]
+    with pytest.raises(ValueError):
+        taskset_prefix([max(os.sched_getaffinity(0)) + 1])
+    with pytest.raises(ValueError):
+        taskset_prefix([])
 
 
 def test_check_config(tmp_path: Path) -> None:
@@ -184,6 +221,139 @@ def test_setpoint_figures_and_targets() -> None:
     assert tracking["value"] == 0.2 and tracking["passed"] is False
 
 
+CAMS = ["/c0", "/c1"]
+
+
+def _diag(received: int, dropped: tuple[int, int] = (0, 0), missing: tuple[int, int] = (0, 0),
+          processed: float = 60.0) -> dict[str, str]:
+    """The node's /diagnostics values (totals since start) for the two cameras CAMS."""
+    values = {"frames_received": str(received), "frames_dropped": str(sum(dropped)),
+              "frames_missing_estimate": str(sum(missing)), "processed_fps": str(processed)}
+    values.update({f"dropped {t}": str(n) for t, n in zip(CAMS, dropped) if n})
+    values.update({f"missing {t}": str(n) for t, n in zip(CAMS, missing) if n})
+    return values
+
+
+def _results(counts: tuple[int, int], start: float = 10.0, end: float = 20.0) -> list[Received]:
+    """``counts`` results per camera spread over (start, end], plus one either side."""
+    out = [Received(start - 0.5, 0, 0, 0, 1.0, t) for t in CAMS]  # before the window
+    for topic, count in zip(CAMS, counts):
+        out += [Received(start + (end - start) * (k + 1) / count, 0, 0, 0, 1.0, topic)
+                for k in range(count)]
+    return out + [Received(end + 0.1, 0, 0, 0, 1.0, CAMS[0])]  # after it
+
+
+def _level(counts: tuple[int, int] = (19, 19), **end: Any) -> dict[str, Any]:
+    """Two cameras at 30 fps measured from t = 10 to 20 s (10 reports a second apart)."""
+    begin = _diag(1000, dropped=(3, 0), missing=(1, 0))
+    last = dict(received=1600, dropped=(3, 0), missing=(1, 0), processed=60.0)
+    last.update(end)
+    reports = [(10.0, begin)] + [(10.0 + k, _diag(1000 + 60 * k, (3, 0), (1, 0), 50.0 + k))
+                                 for k in range(1, 10)] + [(20.0, _diag(**last))]
+    return level_figures(CAMS, rate=30.0, reports=reports, results=_results(counts),
+                         node_cpu_percent=80.0, publisher_cpu_percent=9.0)
+
+
+def test_results_balanced() -> None:
+    assert results_balanced([10, 10]) and results_balanced([20, 18])  # within 10% of 20
+    assert not results_balanced([20, 17])
+    assert results_balanced([5, 4]) and not results_balanced([5, 3])  # one result of slack
+    assert not results_balanced([0, 0]) and not results_balanced([7, 0])
+    assert not results_balanced([])
+
+
+def test_level_figures_and_the_held_rule() -> None:
+    held = _level()
+    # Totals differenced from the first report to the last: the drops before the window do not
+    # count; frames/s averaged over the periods after the first report.
+    assert held["frames_received"] == 600 and held["window_s"] == 10.0
+    assert held["input_fps"] == 60.0 and held["input_fps_per_camera"] == 30.0
+    assert held["frames_dropped"] == 0 and held["dropped_per_camera"] == {"/c0": 0, "/c1": 0}
+    assert held["frames_missing"] == 0
+    assert held["processed_fps"] == pytest.approx(statistics.fmean([*range(51, 60), 60]))
+    assert held["results_per_camera"] == {"/c0": 19, "/c1": 19} and held["results"] == 38
+    assert held["publishers_kept_up"] is True and held["node_cpu_percent"] == 80.0
+    assert held["held"] is True and held["reasons"] == []
+
+    dropped = _level(dropped=(3, 2))
+    assert dropped["frames_dropped"] == 2 and dropped["dropped_per_camera"]["/c1"] == 2
+    assert dropped["held"] is False and dropped["reasons"] == ["2 frames dropped"]
+    missing = _level(missing=(2, 1))
+    assert missing["frames_missing"] == 2 and missing["missing_per_camera"] == {"/c0": 1,
+                                                                                "/c1": 1}
+    assert missing["reasons"] == ["2 frames missing"]
+    unbalanced = _level(counts=(19, 16))
+    assert not unbalanced["held"] and unbalanced["reasons"][0].startswith(
+        "results per camera 16..19")
+    slow = _level(received=1560)  # 56 frames/s: under 95% of 2 x 30
+    assert slow["publishers_kept_up"] is False and not slow["held"]
+    assert "publishers did not keep up" in slow["reasons"][0]
+    with pytest.raises(ValueError):
+        level_figures(CAMS, rate=30.0, reports=[(10.0, _diag(0))], results=[],
+                      node_cpu_percent=0.0, publisher_cpu_percent=0.0)
+
+
+def _lv(cameras: int, held: bool, cpu: float = 50.0) -> dict[str, Any]:
+    return {"cameras": cameras, "held": held, "reasons": [] if held else ["1 frames dropped"],
+            "node_cpu_percent": cpu, "input_fps_per_camera": 30.0}
+
+
+def test_sweep_stopping_rule() -> None:
+    assert next_level([], 8) == 1 and next_level([], 0) is None
+    assert next_level([_lv(1, True)], 8) == 2
+    assert next_level([_lv(1, True), _lv(2, False)], 8) is None  # the first level not held
+    assert next_level([_lv(1, True), _lv(2, True)], 2) is None  # every level asked for
+    assert cameras_held([_lv(1, True), _lv(2, True), _lv(3, False)]) == 2
+    assert cameras_held([_lv(1, False)]) == 0 and cameras_held([]) == 0
+    assert cameras_held([_lv(2, True)]) == 0  # a level counts only above held ones
+
+
+def test_sweep_summary_and_camera_targets() -> None:
+    levels = [_lv(1, True, 20.0), _lv(2, True, 45.0), _lv(3, False, 99.0)]
+    onnx = sweep_summary("onnxruntime", "learned", levels, 8)
+    assert onnx["method"] == "rsee" and onnx["cameras_held"] == 2
+    assert onnx["stopped_at"] == 3 and onnx["stop_reasons"] == ["1 frames dropped"]
+    assert onnx["node_cpu_percent_at_held"] == 45.0 and onnx["capped"] is False
+    capped = sweep_summary("onnxruntime", "learned", levels[:2], 2)
+    assert capped["capped"] is True and capped["stopped_at"] is None
+
+    def summary(engine: str, policy: str, held: int) -> dict[str, Any]:
+        return sweep_summary(engine, policy, [_lv(n, True) for n in range(1, held + 1)]
+                             + [_lv(held + 1, False)], 8)
+
+    four = [summary("onnxruntime", "learned", 4), summary("onnxruntime", "uniform", 2)]
+    per_core, ratio = camera_targets(four)
+    assert per_core["value"] == 4 and per_core["passed"] is True
+    assert ratio["value"] == {"onnxruntime": 2.0} and ratio["passed"] is True
+    # torch holds as many with either policy: the ratio misses for every engine together
+    per_core, ratio = camera_targets(four + [summary("torch", "learned", 2),
+                                             summary("torch", "uniform", 2)])
+    assert ratio["value"]["torch"] == 1.0 and ratio["passed"] is False
+    # Uniform held none: no ratio, but RSEE holding one camera is more than 1.5x none
+    _, ratio = camera_targets([summary("torch", "learned", 1), summary("torch", "uniform", 0)])
+    assert math.isnan(ratio["value"]["torch"]) and ratio["passed"] is True
+    # onnxruntime not measured, no uniform: both are misses
+    per_core, ratio = camera_targets([summary("torch", "learned", 5)])
+    assert per_core["value"] is None and per_core["passed"] is False
+    assert ratio["value"] is None and ratio["passed"] is False
+
+
+def test_check_sweep_config(tmp_path: Path) -> None:
+    from rsee_ros.evaluation.node_bench.sweep import split_cpus
+
+    ok = BenchNodeConfig(tmp_path / "model.pt", cameras=8, engines=("onnxruntime", "torch"))
+    check_config(ok)
+    for bad in (dict(cameras=65), dict(engines=("auto",)), dict(engines=()),
+                dict(policies=("greedy",)), dict(sweep_duration_s=0.0)):
+        with pytest.raises(BenchNodeError):
+            check_config(BenchNodeConfig(tmp_path / "model.pt", **{"cameras": 2, **bad}))
+    cpus = sorted(os.sched_getaffinity(0))
+    node, publishers = split_cpus()
+    assert node == cpus[-1] and publishers == (cpus[:-1] or cpus)
+    with pytest.raises(BenchNodeError):
+        split_cpus(cpus[-1] + 1)
+
+
 def test_missing_default_model_is_one_line(monkeypatch, tmp_path, capsys) -> None:
     import rsee_ros.resources
     from rsee_ros.cli import main
@@ -199,9 +369,76 @@ def test_bad_options_are_one_line(tmp_path, capsys) -> None:
     checkpoint = str(tmp_path / "model.pt")
     for option, message in ((["--duration", "0"], "--duration must be > 0"),
                             (["--targets", "fast"], "bad target 'fast'"),
-                            (["--domain-id", "233"], "0..232")):
+                            (["--domain-id", "233"], "0..232"),
+                            (["--cameras", "0"], "--cameras must be > 0"),
+                            (["--cameras", "2", "--sweep-duration", "-1"],
+                             "--sweep-duration must be > 0"),
+                            (["--cameras", "2", "--engines", "auto"], "engines must be")):
         assert main(["bench-node", "--quick", "--checkpoint", checkpoint, *option]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_camera_rig_publishes_the_active_cameras_on_schedule(ros_context: Any) -> None:
+    """The rig: only the first ``active`` topics, each camera's stamps one period apart (the
+    schedule, not the publish time), camera 1 half a period after camera 0 and further into the
+    frames, every frame at width x height; ``active`` 0 pauses it."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from rsee_ros.data.image_conversion import image_to_rgb
+    from rsee_ros.evaluation.node_bench.camera_rig import CameraRig
+    from rsee_ros.ros.qos import stream
+
+    topics = [f"/rsee_test_{os.getpid()}/rig{i}" for i in range(3)]
+    params = dict(topics=topics, source="demo", frames=8, width=64, height=48, fps=50.0)
+    rig = CameraRig(context=ros_context,
+                    parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    sink = rclpy.create_node("rig_sink", context=ros_context)
+    got: dict[str, list[Image]] = {t: [] for t in topics}
+    for topic in topics:
+        sink.create_subscription(Image, topic, got[topic].append, stream("reliable", 100))
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(rig)
+    executor.add_node(sink)
+
+    def spin_until(condition: Any, timeout_s: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    try:
+        # Paused (active 0 by default) until the sink is matched, so that no frame is lost.
+        assert spin_until(lambda: all(sink.count_publishers(t) and rig._publishers[i]
+                                      .get_subscription_count() for i, t in enumerate(topics)))
+        assert not any(got.values())
+        assert rig.set_parameters([Parameter("active", value=2)])[0].successful
+        assert spin_until(lambda: min(len(got[t]) for t in topics[:2]) >= 6)
+        assert rig.set_parameters([Parameter("active", value=0)])[0].successful
+        spin_until(lambda: False, timeout_s=0.5)  # what was in flight arrives
+        counts = [len(got[t]) for t in topics]
+        spin_until(lambda: False, timeout_s=0.5)
+        assert [len(got[t]) for t in topics] == counts  # paused
+        assert counts[2] == 0 and rig.published[2] == 0
+        stamps = [[m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got[t]]
+                  for t in topics[:2]]
+        for camera in stamps:
+            assert {b - a for a, b in zip(camera, camera[1:])} <= {20_000_000 + d
+                                                                    for d in (-1, 0, 1)}
+        assert abs(stamps[1][0] - stamps[0][0] - 10_000_000) <= 1
+        assert all((m.width, m.height) == (64, 48) for t in topics[:2] for m in got[t])
+        # camera 1 of 3 starts 8 // 3 = 2 frames into the clip
+        first = image_to_rgb(got[topics[1]][0])
+        assert (first == image_to_rgb(got[topics[0]][2])).all()
+        assert not (first == image_to_rgb(got[topics[0]][0])).all()
+    finally:
+        executor.shutdown()
+        rig.destroy_node()
+        sink.destroy_node()
 
 
 @pytest.mark.ros
@@ -299,3 +536,76 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
         cmdline = Path(f"/proc/{proc['pid']}/cmdline")
         assert not cmdline.exists() or b"rsee_ros.ros" not in cmdline.read_bytes()
     assert report["logs"] is None
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_quick_camera_sweep_end_to_end(tmp_path: Path) -> None:
+    """``--cameras 2`` at ``--quick`` with one engine and both policies: the JSON's structure,
+    levels from 1 up to the first not held (speed is not asserted), and every process (the
+    rig, one node per level) pinned and stopped cleanly."""
+    pytest.importorskip("rclpy")
+    pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
+    import torch
+
+    from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
+
+    torch.manual_seed(0)
+    config = RSEEConfig(num_classes=12, resolutions=(112, 84, 56, 42), selector_hidden=16,
+                        accumulator_hidden=16)
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_rsee(config, pretrained=False),
+                                 [f"class_{i}" for i in range(12)])
+    out = tmp_path / "bench_node_cameras.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOCALHOST_ONLY="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
+         str(checkpoint), "--cameras", "2", "--engines", "torch", "--policies", "learned",
+         "uniform", "--json", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    print(run.stdout)
+    report = json.loads(out.read_text())
+    assert "throughput" not in report and "in_process" not in report  # the sweep only
+    cams = report["cameras"]
+    assert (cams["max_cameras"], cams["width"], cams["height"]) == (2, 640, 480)
+    assert cams["rate_hz"] == 30.0 and cams["engines"] == ["torch"]
+    assert report["threads"] == 1 and report["quick"] is True
+    assert cams["node_cpu"] not in cams["publisher_cpus"] or len(os.sched_getaffinity(0)) == 1
+    assert [(s["engine"], s["policy"], s["method"]) for s in cams["sweeps"]] == [
+        ("torch", "learned", "rsee"), ("torch", "uniform", "uniform")]
+    nodes = []
+    for sweep in cams["sweeps"]:
+        levels = sweep["levels"]
+        assert [lv["cameras"] for lv in levels] == list(range(1, len(levels) + 1))
+        assert 1 <= len(levels) <= 2 and all(lv["held"] for lv in levels[:-1])
+        assert sweep["cameras_held"] == sum(lv["held"] for lv in levels)
+        for lv in levels:
+            for key in ("window_s", "frames_received", "input_fps", "input_fps_per_camera",
+                        "publishers_kept_up", "frames_dropped", "dropped_per_camera",
+                        "frames_missing", "missing_per_camera", "processed_fps", "results",
+                        "node_cpu_percent", "publisher_cpu_percent", "reasons"):
+                assert key in lv, key
+            assert sorted(lv["results_per_camera"]) == [
+                f"/rsee_bench/cameras/cam{i}/image_raw" for i in range(lv["cameras"])]
+            assert lv["frames_received"] > 0 and lv["window_s"] >= cams["sweep_duration_s"]
+            assert 0 < lv["node_cpu_percent"] <= 110  # one thread on one core
+            assert lv["held"] == (lv["reasons"] == [])
+            nodes.append(f"rsee_node_cameras_torch_{sweep['policy']}_{lv['cameras']}")
+    names = [t["name"] for t in report["targets"]]
+    assert names == ["cameras_per_core_onnxruntime_rsee", "rsee_cameras_over_uniform_cameras"]
+    assert report["targets"] == cams["targets"]
+    assert report["targets"][0]["value"] is None  # onnxruntime was not swept
+    assert set(report["targets"][1]["value"]) == {"torch"}
+    for name in names:
+        assert any(line.split()[1].rstrip(":") == name for line in run.stdout.splitlines()
+                   if line.startswith(("PASS", "MISS")))
+    procs = {p["name"]: p for p in report["processes"]}
+    assert sorted(procs) == sorted([*nodes, "camera_rig"])
+    for proc in report["processes"]:
+        assert proc["returncode"] == 0, proc
+        assert proc["cpus"] == ([cams["node_cpu"]] if proc["name"] in nodes
+                                else cams["publisher_cpus"])
+        cmdline = Path(f"/proc/{proc['pid']}/cmdline")
+        assert not cmdline.exists() or b"rsee_ros" not in cmdline.read_bytes()

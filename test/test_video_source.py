@@ -33,7 +33,11 @@ from std_msgs.msg import String  # noqa: E402
 from rsee_ros.data.image_conversion import image_to_rgb  # noqa: E402
 from rsee_ros.data.sources import SourceError, SyntheticClips  # noqa: E402
 from rsee_ros.data.synthetic import CLASS_NAMES  # noqa: E402
-from rsee_ros.ros.video_source import VideoSource, resize_to_width  # noqa: E402
+from rsee_ros.ros.video_source import (  # noqa: E402
+    VideoSource,
+    resize_frame,
+    resize_to_width,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 _DOMAINS = itertools.count(100 + (os.getpid() % 25) * 4)  # 4 ids per test process, 100..199
@@ -88,6 +92,36 @@ def test_resize_to_width() -> None:
     assert resize_to_width(img, 0) is img and resize_to_width(img, 64) is img
     assert resize_to_width(img, 32).shape == (24, 32, 3)
     assert resize_to_width(img, 100).shape == (75, 100, 3)
+
+
+def test_resize_frame_to_a_height() -> None:
+    img = _frame(0, 64, 48)
+    assert resize_frame(img, 0, 0) is img and resize_frame(img, 64, 48) is img
+    assert resize_frame(img, 0, 24).shape == (24, 32, 3)  # width follows the height's scale
+    assert resize_frame(img, 640, 0).shape == (480, 640, 3)
+    square = _frame(0, 128, 128)
+    assert resize_frame(square, 640, 480).shape == (480, 640, 3)  # both: exactly that size
+
+
+@pytest.mark.ros
+def test_node_publishes_at_resize_width_and_height(ctx: rclpy.Context) -> None:
+    topic = _topic("resize")
+    sink = _Sink(ctx, topic)
+    node = _source(ctx, topic=topic, synthetic_size=32, synthetic_clip_frames=4, fps=200,
+                   resize_width=64, resize_height=40, wait_for_subscribers=True)
+    try:
+        assert not node.set_parameters([Parameter("resize_height", value=-1)])[0].successful
+        assert _run(ctx, [node, sink.node], lambda: len(sink.images) >= 3)
+        # Live: back to 0, the height follows the width's scale again (32x32 -> 64x64).
+        assert node.set_parameters([Parameter("resize_height", value=0)])[0].successful
+        before = node.published
+        assert _run(ctx, [node, sink.node], lambda: len(sink.images) >= before + 3)
+        sizes = [(m.width, m.height, len(m.data)) for m in sink.images]
+        assert set(sizes[:before]) == {(64, 40, 64 * 40 * 3)}
+        assert set(sizes[before:]) == {(64, 64, 64 * 64 * 3)}
+    finally:
+        node.destroy_node()
+        sink.node.destroy_node()
 
 
 # The node in an isolated context ----------------------------------------------------------------

@@ -2,11 +2,16 @@
 
     rsee bench-node [--checkpoint model.pt] [--duration 300] [--rate 30] [--threads N]
                     [--json out.json] [--quick]
+    rsee bench-node --cameras 8 [--engines onnxruntime torch] [--policies learned uniform]
+                    [--sweep-duration 20] [--json out.json] [--quick]
 
 One run on one machine: node results/s against the in-process RecognitionPipeline on the same
 frames (target >= 95%), latency from frame stamp to result at the camera rate, target_fps
-tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. Prints
-a summary with PASS/MISS for the two targets. See rsee_ros/evaluation/node_bench/.
+tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. With
+``--cameras`` only the cameras-per-core sweep runs: 1..N 640x480 streams at ``--rate`` into one
+node pinned to one core, per engine and policy the most cameras it held without drops (targets:
+>= 4 for onnxruntime RSEE, RSEE >= 1.5x Uniform). Prints a summary with PASS/MISS for the
+targets. See rsee_ros/evaluation/node_bench/.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from typing import Any
 
 from rsee_ros.evaluation.common import jsonable, write_json_report
-from rsee_ros.evaluation.formatting import number, percent, target_line
+from rsee_ros.evaluation.formatting import Column, number, percent, table, target_line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,13 +61,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "shared-memory + UDP-on-127.0.0.1 profile")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the nodes' logs (printed path; always kept when a run fails)")
+    parser.add_argument("--cameras", type=int, default=None, metavar="N",
+                        help="run only the cameras-per-core sweep: 1..N streams of 640x480 "
+                        "frames at --rate into one rsee_node pinned to one core, until a level "
+                        "is not held")
+    parser.add_argument("--engines", nargs="+", default=["onnxruntime"], metavar="ENGINE",
+                        help="engines of the sweep's node: torch, torch-fused, onnxruntime, "
+                        "tensorrt (default onnxruntime)")
+    parser.add_argument("--policies", nargs="+", default=["learned", "uniform"],
+                        metavar="POLICY", help="policies of the sweep's node: learned (RSEE), "
+                        "uniform (the Uniform baseline) (default both)")
+    parser.add_argument("--sweep-duration", type=float, default=None, metavar="S",
+                        help="seconds measured per sweep level after the warm-up (default 20; "
+                        "--quick: 3)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
     parser.add_argument("--quick", action="store_true",
                         help="short durations (a test run of a few tens of seconds)")
 
 
+LEVEL_COLUMNS = (
+    Column("engine", 12, text=True), Column("method", 8, text=True), Column("cameras", 7),
+    Column("fps/cam", 7), Column("dropped", 7), Column("missing", 7), Column("processed", 9),
+    Column("results/cam", 11), Column("node CPU%", 9), Column("pub CPU%", 8),
+    Column("held", 4, text=True),
+)
+
+
+def format_cameras(report: dict[str, Any]) -> str:
+    """The cameras-per-core sweep and its targets as text."""
+    n, c = number, report["cameras"]
+    rows = []
+    for sweep in c["sweeps"]:
+        for lv in sweep["levels"]:
+            counts = list(lv["results_per_camera"].values())
+            rows.append([sweep["engine"], sweep["method"], str(lv["cameras"]),
+                         n(lv["input_fps_per_camera"], ".1f"), str(lv["frames_dropped"]),
+                         str(lv["frames_missing"]), n(lv["processed_fps"], ".1f"),
+                         f"{min(counts)}..{max(counts)}", n(lv["node_cpu_percent"], ".0f"),
+                         n(lv["publisher_cpu_percent"], ".0f"), "yes" if lv["held"] else "no"])
+    lines = [f"cameras per core: {c['width']}x{c['height']} {c['source']} frames at "
+             f"{n(c['rate_hz'], 'g')} fps per camera, {n(c['sweep_duration_s'], 'g')} s per level "
+             f"after {n(c['warmup_s'], 'g')} s; rsee_node on CPU {c['node_cpu']}, "
+             f"{c['publisher']} on CPUs {c['publisher_cpus']}", *table(LEVEL_COLUMNS, rows)]
+    for sweep in c["sweeps"]:
+        stop = (f"; stopped at {sweep['stopped_at']}: {'; '.join(sweep['stop_reasons'])}"
+                if sweep["stopped_at"] else " (every level asked for: a lower bound)")
+        lines.append(f"{sweep['engine']} {sweep['method']}: {sweep['cameras_held']} cameras held "
+                     f"on one core (node CPU {n(sweep['node_cpu_percent_at_held'], '.0f')}% "
+                     f"there){stop}")
+    lines += [target_line(target) for target in report["targets"]]
+    load = ", ".join(n(x, ".2f") for x in c["load_average_before"] + c["load_average_after"])
+    m = report["machine"]
+    lines.append(f"{m['cpu']} ({m['cores']} cores); load average (1, 5, 15 min) before, after: "
+                 f"{load}; ROS domain {report['domain_id']}"
+                 + (", quick run" if report["quick"] else ""))
+    return "\n".join(lines)
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The figures and the targets as text."""
+    if "cameras" in report:
+        return format_cameras(report)
     n = number
     p, t, lat, r = (report[k] for k in ("in_process", "throughput", "latency", "resources"))
     limited = " (input-limited: the publisher did not outpace the node)" if t[
@@ -115,19 +174,23 @@ def _config(args: argparse.Namespace, checkpoint: str) -> Any:
     from rsee_ros.evaluation.node_bench import BenchNodeConfig, parse_targets
 
     targets = parse_targets(args.targets)
-    for name in ("duration", "frames", "settle", "measure"):
+    for name in ("duration", "frames", "settle", "measure", "cameras", "sweep_duration"):
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
-            raise ValueError(f"--{name} must be > 0")
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
     overrides: dict[str, Any] = {
         key: value for key, value in (
             ("duration_s", args.duration), ("frames", args.frames), ("settle_s", args.settle),
-            ("measure_s", args.measure),
+            ("measure_s", args.measure), ("sweep_duration_s", args.sweep_duration),
         ) if value is not None
     }
-    common = dict(rate=args.rate, threads=args.threads or default_threads(), device=args.device,
+    # The sweep's node runs one thread on its one core (and the processes' OpenMP with it).
+    threads = args.threads or (1 if args.cameras else default_threads())
+    common = dict(rate=args.rate, threads=threads, device=args.device,
                   source=args.source, targets=targets, domain_id=args.domain_id,
-                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs)
+                  fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs,
+                  cameras=args.cameras or 0, engines=tuple(args.engines),
+                  policies=tuple(args.policies))
     if args.quick:
         return BenchNodeConfig.quick_config(checkpoint, **common, **overrides)
     return BenchNodeConfig(checkpoint, **common, **overrides)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "keep_dds_on_loopback",
     "loopback_environment",
     "ros_param_args",
+    "taskset_prefix",
     "temporary_environment",
 ]
 
@@ -122,11 +124,30 @@ def ros_param_args(params: Mapping[str, Any]) -> list[str]:
     return args
 
 
+def taskset_prefix(cpus: Iterable[int]) -> list[str]:
+    """``taskset --cpu-list ...``: a command after it runs on ``cpus`` only (its threads too);
+    ``ValueError`` for CPUs this process may not use, ``FileNotFoundError`` without taskset.
+
+    A prefix rather than ``os.sched_setaffinity`` in ``preexec_fn``: ``rsee bench-node`` starts
+    processes while DDS and spin threads run, and Python code between fork and exec is unsafe in
+    a threaded process (see ``subprocess``); taskset sets the affinity and execs the program, so
+    the pid stays the program's."""
+    wanted = sorted({int(cpu) for cpu in cpus})
+    allowed = os.sched_getaffinity(0)
+    if not wanted or not set(wanted) <= allowed:
+        raise ValueError(f"cpus must be a non-empty subset of {sorted(allowed)}, got {wanted}")
+    taskset = shutil.which("taskset")
+    if taskset is None:
+        raise FileNotFoundError("taskset (util-linux) is needed to pin a process to CPUs")
+    return [taskset, "--cpu-list", ",".join(map(str, wanted))]
+
+
 class RosProcess:
     """A ROS 2 Python program in its own session (process group), output to a log file.
 
-    ``python -m module --ros-args [-r __node:=name] -p ...``; stopped with SIGINT to the group
-    (as Ctrl-C would) and SIGKILL when that does not end it in time.
+    ``python -m module --ros-args [-r __node:=name] -p ...``, pinned to ``cpus`` when given
+    (:func:`taskset_prefix`); stopped with SIGINT to the group (as Ctrl-C would) and SIGKILL
+    when that does not end it in time.
     """
 
     def __init__(
@@ -138,11 +159,15 @@ class RosProcess:
         env: Mapping[str, str],
         log_path: str | Path,
         rename: bool = False,
+        cpus: Iterable[int] | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", module, "--ros-args"]
         if rename:
             cmd += ["-r", f"__node:={name}"]
         cmd += ros_param_args(params)
+        self.cpus = None if cpus is None else sorted(set(cpus))
+        if self.cpus is not None:
+            cmd = taskset_prefix(self.cpus) + cmd
         self.name = name
         self.log_path = Path(log_path)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -204,5 +229,6 @@ class RosProcess:
         return self.popen.poll()
 
     def info(self) -> dict[str, Any]:
-        """Name, pid and exit status (for reports)."""
-        return {"name": self.name, "pid": self.pid, "returncode": self.popen.poll()}
+        """Name, pid, exit status and CPUs (None: not pinned), for reports."""
+        return {"name": self.name, "pid": self.pid, "returncode": self.popen.poll(),
+                "cpus": self.cpus}

@@ -77,14 +77,24 @@ NODE_NAME = "video_source"
 DEFAULT_FPS = 30.0  # for sources without a frame rate (synthetic, image folders)
 
 
+def resize_frame(rgb: np.ndarray, width: int, height: int = 0) -> np.ndarray:
+    """Resize to ``width`` x ``height``; a side of 0 follows the other one's scale (keeps the
+    aspect ratio), both 0 or the frame's own size: no-op."""
+    h, w = rgb.shape[:2]
+    width, height = max(0, width), max(0, height)
+    if not width and not height:
+        return rgb
+    width = width or max(1, round(w * height / h))
+    height = height or max(1, round(h * width / w))
+    if (width, height) == (w, h):
+        return rgb
+    interp = cv2.INTER_AREA if width * height < w * h else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
 def resize_to_width(rgb: np.ndarray, width: int) -> np.ndarray:
     """Resize to ``width`` keeping the aspect ratio (no-op for 0 or the same width)."""
-    h, w = rgb.shape[:2]
-    if width <= 0 or width == w:
-        return rgb
-    height = max(1, round(h * width / w))
-    interp = cv2.INTER_AREA if width < w else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (width, height), interpolation=interp)
+    return resize_frame(rgb, width)
 
 
 # The node --------------------------------------------------------------------------------------
@@ -122,6 +132,14 @@ PARAMETERS = (
         "resize_width",
         0,
         "Resize frames to this width, keeping the aspect ratio; 0: no resizing.",
+        dynamic=True,
+        int_range=(0, 8192),
+    ),
+    ParamSpec(
+        "resize_height",
+        0,
+        "Resize frames to this height (with resize_width: to exactly that size); 0: keep the "
+        "aspect ratio (no resizing when resize_width is 0 too).",
         dynamic=True,
         int_range=(0, 8192),
     ),
@@ -222,6 +240,7 @@ class VideoSource(Node):
         self._frame_id: str = p["frame_id"]
         self._loop: bool = p["loop"]
         self._resize_width: int = p["resize_width"]
+        self._resize_height: int = p["resize_height"]
         self._max_frames: int = p["max_frames"]
         self._duration_s: float = p["duration_s"]
         self._clip_pause_s: float = p["clip_pause_s"]
@@ -320,6 +339,8 @@ class VideoSource(Node):
                 self._frame_id = value
             elif name == "resize_width":
                 self._resize_width = value
+            elif name == "resize_height":
+                self._resize_height = value
         return SetParametersResult(successful=True)
 
     # Publishing -------------------------------------------------------------------------------
@@ -393,7 +414,7 @@ class VideoSource(Node):
             header.stamp = Time(sec=sec, nanosec=nanosec)
         else:
             header.stamp = self.get_clock().now().to_msg()
-        rgb = resize_to_width(frame.rgb, self._resize_width)
+        rgb = resize_frame(frame.rgb, self._resize_width, self._resize_height)
         self._image_pub.publish(rgb_to_image_msg(rgb, "rgb8", header))
         self.published += 1
 

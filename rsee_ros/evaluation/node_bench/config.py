@@ -34,6 +34,16 @@ SOURCES = ("demo", "synthetic")
 WARMUP_FRAMES = 32  # untimed in-process frames before the timed ones
 FASTEST_FRAMES = 192  # in-process frames at the fastest settings
 STEADY_SKIP_FRACTION = 0.1  # the first 10% of the results are start-up
+# The cameras-per-core sweep (--cameras): 640x480 streams at the camera rate into one rsee_node
+# pinned to one core, fed by one camera_rig process on the other cores.
+CAMERA_WIDTH, CAMERA_HEIGHT = 640, 480
+CAMERA_RIG = "camera_rig"
+SWEEP_TOPIC = "/rsee_bench/cameras/cam{index}/image_raw"
+POLICY_METHODS = {"learned": "rsee", "uniform": "uniform"}  # node policy -> method
+RESULTS_BALANCE = 0.10  # a held level: the cameras' result counts within 10% of each other
+INPUT_TOLERANCE = 0.05  # the publishers kept up: input >= 95% of cameras x rate
+TARGET_CAMERAS_PER_CORE = 4  # onnxruntime, RSEE
+TARGET_RSEE_OVER_UNIFORM = 1.5  # cameras held by RSEE / by Uniform, same engine
 
 Log = Callable[[str], None]
 
@@ -72,6 +82,18 @@ class BenchNodeConfig:
     startup_timeout_s: float = 90.0
     keep_logs: bool = False
     """Keep the processes' logs (always kept when the run fails)."""
+    cameras: int = 0
+    """> 0: run the cameras-per-core sweep (1..cameras streams) instead of the four phases."""
+    engines: Sequence[str] = ("onnxruntime",)
+    """Engines of the sweep's node."""
+    policies: Sequence[str] = tuple(POLICY_METHODS)
+    """Policies of the sweep's node (learned = RSEE, uniform = the Uniform baseline)."""
+    sweep_duration_s: float = 20.0
+    """Seconds measured per sweep level, after the warm-up."""
+    sweep_warmup_s: float = 5.0
+    """Seconds per level between every camera's first result and the measurement."""
+    node_cpu: int | None = None
+    """The CPU the sweep's node is pinned to (default: the last one this process may use)."""
     quick: bool = False
 
     @classmethod
@@ -79,7 +101,7 @@ class BenchNodeConfig:
         """Short durations (a test run, a few tens of seconds); ``overrides`` win."""
         values: dict[str, Any] = dict(
             duration_s=5.0, frames=128, settle_s=3.0, measure_s=2.0, warmup_s=2.0,
-            diagnostics_period_s=0.5, quick=True,
+            diagnostics_period_s=0.5, sweep_duration_s=3.0, sweep_warmup_s=1.0, quick=True,
         )
         values.update(overrides)
         return cls(checkpoint, **values)

@@ -32,6 +32,7 @@ class Watch:
     status: list[tuple[float, Any]] = field(default_factory=list)
     diagnostics: list[tuple[float, dict[str, str]]] = field(default_factory=list)
     labels: int = 0
+    subscriptions: list[Any] = field(default_factory=list)
 
 
 class Listener:
@@ -61,7 +62,8 @@ class Listener:
             now_ns = time.time_ns()
             with self._lock:
                 watch.results.append(Received(time.monotonic(), now_ns, stamp_ns(msg.header.stamp),
-                                              int(msg.class_id), float(msg.latency_ms)))
+                                              int(msg.class_id), float(msg.latency_ms),
+                                              msg.source_topic))
 
         def on_status(msg: Any) -> None:
             with self._lock:
@@ -72,9 +74,20 @@ class Listener:
                 watch.labels += 1
 
         reliable = stream("reliable", MAX_DEPTH)
-        self.node.create_subscription(ActionRecognition, f"/{name}/actions", on_result, reliable)
-        self.node.create_subscription(RseeStatus, f"/{name}/status", on_status, reliable)
-        self.node.create_subscription(LabelInfo, f"/{name}/label_info", on_label, latched())
+        watch.subscriptions = [
+            self.node.create_subscription(ActionRecognition, f"/{name}/actions", on_result,
+                                          reliable),
+            self.node.create_subscription(RseeStatus, f"/{name}/status", on_status, reliable),
+            self.node.create_subscription(LabelInfo, f"/{name}/label_info", on_label, latched()),
+        ]
+
+    def unwatch(self, name: str) -> None:
+        """Stop recording node ``name`` (its subscriptions are destroyed, its receipts kept
+        out of later snapshots)."""
+        with self._lock:
+            watch = self._watches.pop(name, None)
+        for subscription in watch.subscriptions if watch else []:
+            self.node.destroy_subscription(subscription)
 
     def _spin(self) -> None:
         while not self._stop and self.executor.context.ok():

@@ -49,6 +49,8 @@ class Received(NamedTuple):
     class_id: int
     latency_ms: float
     """The node's own latency_ms: frame arrival to publication."""
+    source: str = ""
+    """source_topic: the camera the result is for."""
 
 
 def steady_rate(times: Sequence[float], skip_fraction: float = STEADY_SKIP_FRACTION) -> float:

@@ -34,7 +34,21 @@ from rsee_ros.evaluation.node_bench.metrics import (
 from rsee_ros.evaluation.node_bench.processes import BenchProcesses
 from rsee_ros.ros.processes import RosProcess
 
-__all__ = ["NodePhases"]
+__all__ = ["NodePhases", "wait_for_nodes"]
+
+
+def wait_for_nodes(listener: Listener, procs: BenchProcesses, names: Sequence[str],
+                   started: Sequence[RosProcess], timeout_s: float) -> None:
+    """Wait until the rsee_nodes ``names`` are ready (:meth:`Listener.node_ready`);
+    ``BenchNodeError`` when one of ``started`` exits or after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    for name in names:
+        while not listener.node_ready(name):
+            procs.check_alive(*started)
+            if time.monotonic() > deadline:
+                raise BenchNodeError(f"{name} not ready after {timeout_s:g} s; its log ends "
+                                     f"with:\n{procs.get(name).tail()}")
+            time.sleep(0.05)
 
 
 class NodePhases:
@@ -63,16 +77,8 @@ class NodePhases:
                 THROUGHPUT_TOPIC, max_frames=frames, qos_depth=depth)),
             p.start(CAMERA_SOURCE, "rsee_ros.ros.video_source", p.source_params(CAMERA_TOPIC)),
         ]
-        deadline = time.monotonic() + self.config.startup_timeout_s
-        for name in (THROUGHPUT_NODE, CAMERA_NODE):
-            while not self.listener.node_ready(name):
-                p.check_alive(*started)
-                if time.monotonic() > deadline:
-                    raise BenchNodeError(
-                        f"{name} not ready after {self.config.startup_timeout_s:g} s; its log "
-                        f"ends with:\n{p.get(name).tail()}"
-                    )
-                time.sleep(0.05)
+        wait_for_nodes(self.listener, p, (THROUGHPUT_NODE, CAMERA_NODE), started,
+                       self.config.startup_timeout_s)
 
     def _wait_for_frames(self, name: str, source: RosProcess) -> float:
         """Wait until node ``name`` reports frames arriving; returns the monotonic time."""

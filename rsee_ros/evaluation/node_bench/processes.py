@@ -1,14 +1,22 @@
-"""The ROS processes of one ``rsee bench-node`` run (two ``rsee_node``, two ``video_source``):
+"""The ROS processes of one ``rsee bench-node`` run (two ``rsee_node``, two ``video_source``; or
+the sweep's ``camera_rig`` and one ``rsee_node`` per level):
 their environment (DDS on loopback, the run's domain, optionally the Fast DDS profile), their
 parameters, starting, checking and stopping them (:class:`~rsee_ros.ros.processes.RosProcess`).
 rclpy-free."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rsee_ros.evaluation.node_bench.config import IDLE_PERIOD_S, BenchNodeConfig, BenchNodeError
+from rsee_ros.evaluation.node_bench.config import (
+    CAMERA_HEIGHT,
+    CAMERA_WIDTH,
+    IDLE_PERIOD_S,
+    BenchNodeConfig,
+    BenchNodeError,
+)
 from rsee_ros.resources import FASTDDS_SHM_PROFILE
 from rsee_ros.ros.processes import LOOPBACK_ENV, RosProcess, loopback_environment
 
@@ -38,10 +46,12 @@ class BenchProcesses:
             names.append(PROFILE_VARIABLE)
         return {name: self.env[name] for name in names}
 
-    def start(self, name: str, module: str, params: dict[str, Any]) -> RosProcess:
-        """Start ``python -m module`` as node ``name`` with parameters ``params``."""
+    def start(self, name: str, module: str, params: dict[str, Any],
+              cpus: Sequence[int] | None = None) -> RosProcess:
+        """Start ``python -m module`` as node ``name`` with parameters ``params``, pinned to
+        ``cpus`` when given."""
         proc = RosProcess(name, module, params, env=self.env,
-                          log_path=self.workdir / f"{name}.log", rename=True)
+                          log_path=self.workdir / f"{name}.log", rename=True, cpus=cpus)
         self.running.append(proc)
         return proc
 
@@ -73,14 +83,14 @@ class BenchProcesses:
                     f"({proc.log_path}) ends with:\n{proc.tail()}"
                 )
 
-    def node_params(self, settings: Any, topic: str, **extra: Any) -> dict[str, Any]:
-        """Parameters of an rsee_node on ``topic`` running the pipeline ``settings``."""
+    def node_params(self, settings: Any, *topics: str, **extra: Any) -> dict[str, Any]:
+        """Parameters of an rsee_node on ``topics`` running the pipeline ``settings``."""
         c = self.config
         return {
             "checkpoint": str(Path(c.checkpoint).expanduser().resolve()),
             "device": c.device,
             "num_threads": c.threads,
-            "image_topics": [topic],
+            "image_topics": list(topics),
             "qos_reliability": "reliable",
             "window_size": settings.window_size,
             "stride": settings.stride,
@@ -103,4 +113,15 @@ class BenchProcesses:
             "qos_reliability": "reliable",
             "wait_for_subscribers": True,
             **extra,
+        }
+
+    def rig_params(self, topics: Sequence[str]) -> dict[str, Any]:
+        """Parameters of the sweep's camera_rig on ``topics``, started paused (``active`` 0)."""
+        return {
+            "topics": list(topics),
+            "source": self.config.source,
+            "fps": float(self.config.rate),
+            "width": CAMERA_WIDTH,
+            "height": CAMERA_HEIGHT,
+            "active": 0,
         }

@@ -1,10 +1,13 @@
 """One ``rsee bench-node`` run: check the configuration, load the model, run phase 1 in this
-process, then start the processes and run phases 2 to 4, cleaning up whatever happens."""
+process, then start the processes and run phases 2 to 4 (or, with ``cameras``, only the
+cameras-per-core sweep), cleaning up whatever happens."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from rsee_ros.evaluation.node_bench.config import (
     FEED_FACTOR,
     MAX_DEPTH,
     MAX_FRAMES,
+    POLICY_METHODS,
     SOURCES,
     BenchNodeConfig,
     BenchNodeError,
@@ -43,7 +47,25 @@ def check_config(config: BenchNodeConfig) -> list[str]:
     if config.frames > MAX_FRAMES:
         raise BenchNodeError(f"at most {MAX_FRAMES} frames (the node's queue holds "
                              f"{MAX_DEPTH}, the backlog grows to a third of the frames)")
+    if config.cameras:
+        _check_sweep(config)
     return parse_targets(config.targets)
+
+
+def _check_sweep(config: BenchNodeConfig) -> None:
+    """The sweep's options (``BenchNodeError`` for a bad one)."""
+    from rsee_ros.engine import ENGINES
+
+    engines = [e for e in ENGINES if e != "auto"]
+    if not 1 <= config.cameras <= 64:
+        raise BenchNodeError(f"cameras must be in 1..64, got {config.cameras}")
+    if not config.engines or not set(config.engines) <= set(engines):
+        raise BenchNodeError(f"engines must be some of {engines}, got {list(config.engines)}")
+    if not config.policies or not set(config.policies) <= set(POLICY_METHODS):
+        raise BenchNodeError(f"policies must be some of {list(POLICY_METHODS)}, got "
+                             f"{list(config.policies)}")
+    if not config.sweep_duration_s > 0 or config.sweep_warmup_s < 0:
+        raise BenchNodeError("need a sweep duration > 0 and a warm-up >= 0")
 
 
 def _phase_in_process(
@@ -70,19 +92,15 @@ def _phase_in_process(
     return in_process, fastest, class_ids, frames
 
 
-def _node_phases(
-    config: BenchNodeConfig, log: Log, procs: BenchProcesses, checkpoint: Any, settings: Any,
-    report: dict[str, Any], setpoints: list[float], class_ids: list[int], frames: list[Any],
-) -> None:
-    """Phases 2 to 4 into ``report``, inside this process's own DDS participant; the processes
-    are stopped and the participant shut down whatever happens."""
+@contextmanager
+def _participant(config: BenchNodeConfig, procs: BenchProcesses) -> Iterator[Any]:
+    """This process's own DDS participant and the listener on it; on leaving, the processes
+    are stopped and the participant shut down whatever happened."""
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
     from rsee_ros.evaluation.node_bench.listener import Listener
-    from rsee_ros.evaluation.node_bench.phases import NodePhases
 
-    in_process = report["in_process"]
     context = listener = None
     try:
         with temporary_environment(procs.participant_environment()):
@@ -90,37 +108,76 @@ def _node_phases(
             rclpy.init(context=context, domain_id=config.domain_id,
                        signal_handler_options=SignalHandlerOptions.NO)
             listener = Listener(context)
-            phases = NodePhases(config, log, procs, listener)
-            log("starting rsee_node x2 and video_source x2 (publishers paused)")
-            phases.start_all(settings, config.frames)
-            # Phase 2: throughput against the in-process figure.
-            t = report["throughput"] = phases.throughput(in_process, class_ids)
-            # The in-process run again right after (the nodes idle): the reference is the mean
-            # of the runs before and after, so a drift in machine speed between the phases
-            # does not land on the node.
-            again, _ = run_in_process(checkpoint.model, checkpoint.class_names, frames,
-                                      settings, config.rate)
-            frames.clear()
-            in_process["after_node"] = again
-            add_throughput_ratios(t, in_process, again)
-            log(f"in-process again: {again['frames_per_s']:.1f} frames/s; node: "
-                f"{t['results_per_s']:.2f} results/s (x{t['ratio_results_per_s']:.3f} of the "
-                f"in-process mean), {t['frames_dropped']} dropped")
-            # Phases 3 and 4 on the second node.
-            report["latency"], report["resources"] = phases.camera_rate()
-            report["tracking"] = {
-                "full_accuracy_fps": in_process["frames_per_s"],
-                "fastest_fps": in_process["fastest"]["frames_per_s"],
-                "feed_factor": FEED_FACTOR,
-                "setpoints": phases.tracking(setpoints, in_process["frames_per_s"]),
-            }
-            procs.stop_all()
+        yield listener
+        procs.stop_all()
     finally:
         procs.stop_all()
         if listener is not None:
             listener.close()
         if context is not None:
             context.try_shutdown()
+
+
+def _node_phases(
+    config: BenchNodeConfig, log: Log, procs: BenchProcesses, checkpoint: Any, settings: Any,
+    report: dict[str, Any], setpoints: list[float], class_ids: list[int], frames: list[Any],
+) -> None:
+    """Phases 2 to 4 into ``report``."""
+    from rsee_ros.evaluation.node_bench.phases import NodePhases
+
+    in_process = report["in_process"]
+    with _participant(config, procs) as listener:
+        phases = NodePhases(config, log, procs, listener)
+        log("starting rsee_node x2 and video_source x2 (publishers paused)")
+        phases.start_all(settings, config.frames)
+        # Phase 2: throughput against the in-process figure.
+        t = report["throughput"] = phases.throughput(in_process, class_ids)
+        # The in-process run again right after (the nodes idle): the reference is the mean
+        # of the runs before and after, so a drift in machine speed between the phases
+        # does not land on the node.
+        again, _ = run_in_process(checkpoint.model, checkpoint.class_names, frames,
+                                  settings, config.rate)
+        frames.clear()
+        in_process["after_node"] = again
+        add_throughput_ratios(t, in_process, again)
+        log(f"in-process again: {again['frames_per_s']:.1f} frames/s; node: "
+            f"{t['results_per_s']:.2f} results/s (x{t['ratio_results_per_s']:.3f} of the "
+            f"in-process mean), {t['frames_dropped']} dropped")
+        # Phases 3 and 4 on the second node.
+        report["latency"], report["resources"] = phases.camera_rate()
+        report["tracking"] = {
+            "full_accuracy_fps": in_process["frames_per_s"],
+            "fastest_fps": in_process["fastest"]["frames_per_s"],
+            "feed_factor": FEED_FACTOR,
+            "setpoints": phases.tracking(setpoints, in_process["frames_per_s"]),
+        }
+
+
+def _camera_sweep(config: BenchNodeConfig, log: Log, procs: BenchProcesses, settings: Any,
+                  report: dict[str, Any]) -> None:
+    """The cameras-per-core sweep into ``report`` (its targets are the run's)."""
+    from rsee_ros.evaluation.node_bench.sweep import CameraSweep
+
+    with _participant(config, procs) as listener:
+        report["cameras"] = CameraSweep(config, log, procs, listener).run(settings)
+
+
+def _with_processes(config: BenchNodeConfig, body: Callable[[BenchProcesses], None]
+                    ) -> BenchProcesses:
+    """``body(procs)`` with the run's processes logging into a temporary folder, kept with
+    ``keep_logs`` or when the run fails."""
+    workdir = Path(tempfile.mkdtemp(prefix="rsee_bench_node_"))
+    procs = BenchProcesses(config, workdir)
+    keep = config.keep_logs
+    try:
+        body(procs)
+    except BenchNodeError as exc:
+        keep = True
+        raise BenchNodeError(f"{exc}\n(process logs kept in {workdir})") from None
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return procs
 
 
 def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str, Any]:
@@ -159,23 +216,19 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
         "resolutions": list(checkpoint.config.resolutions),
         "settings": settings.to_dict(),
     }
-    in_process, fastest, class_ids, frames = _phase_in_process(config, checkpoint, settings, log)
-    report["in_process"] = {**in_process, "fastest": fastest}
-    setpoints = resolve_targets(targets, in_process["frames_per_s"], fastest["frames_per_s"],
-                                config.quick)
-    workdir = Path(tempfile.mkdtemp(prefix="rsee_bench_node_"))
-    procs = BenchProcesses(config, workdir)
-    keep = config.keep_logs
-    try:
-        _node_phases(config, log, procs, checkpoint, settings, report, setpoints, class_ids,
-                     frames)
-    except BenchNodeError as exc:
-        keep = True
-        raise BenchNodeError(f"{exc}\n(process logs kept in {workdir})") from None
-    finally:
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    if config.cameras:
+        procs = _with_processes(
+            config, lambda procs: _camera_sweep(config, log, procs, settings, report))
+        report["targets"] = report["cameras"]["targets"]
+    else:
+        in_process, fastest, class_ids, frames = _phase_in_process(config, checkpoint,
+                                                                   settings, log)
+        report["in_process"] = {**in_process, "fastest": fastest}
+        setpoints = resolve_targets(targets, in_process["frames_per_s"],
+                                    fastest["frames_per_s"], config.quick)
+        procs = _with_processes(config, lambda procs: _node_phases(
+            config, log, procs, checkpoint, settings, report, setpoints, class_ids, frames))
+        report["targets"] = check_targets(report)
     report["processes"] = procs.finished
-    report["logs"] = str(workdir) if config.keep_logs else None
-    report["targets"] = check_targets(report)
+    report["logs"] = str(procs.workdir) if config.keep_logs else None
     return report
