@@ -461,7 +461,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
     start = time.monotonic()
     run = subprocess.run(
         [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
-         str(checkpoint), "--threads", "1", "--json", str(out)],
+         str(checkpoint), "--threads", "1", "--engines", "torch", "--json", str(out)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )
     elapsed = time.monotonic() - start
@@ -473,7 +473,7 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
                 "domain_id", "machine", "settings", "in_process", "throughput", "latency",
                 "resources", "tracking", "targets", "processes"):
         assert key in report, key
-    assert report["quick"] is True and report["threads"] == 1
+    assert report["quick"] is True and report["threads"] == 1 and report["engine"] == "torch"
     assert 1 <= report["domain_id"] <= 232  # domain_block(1) of the bench-node process
 
     inproc = report["in_process"]

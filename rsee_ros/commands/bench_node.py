@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "frames at --rate into one rsee_node pinned to one core, until a level "
                         "is not held")
     parser.add_argument("--engines", nargs="+", default=["onnxruntime"], metavar="ENGINE",
-                        help="engines of the sweep's node: torch, torch-fused, onnxruntime, "
+                        help="engines of the node (the default run uses the first, in process "
+                        "and in the node; the sweep each): torch, torch-fused, onnxruntime, "
                         "tensorrt (default onnxruntime)")
     parser.add_argument("--policies", nargs="+", default=["learned", "uniform"],
                         metavar="POLICY", help="policies of the sweep's node: learned (RSEE), "

@@ -90,6 +90,7 @@ class BenchProcesses:
             "checkpoint": str(Path(c.checkpoint).expanduser().resolve()),
             "device": c.device,
             "num_threads": c.threads,
+            "engine": c.engines[0],
             "image_topics": list(topics),
             "qos_reliability": "reliable",
             "window_size": settings.window_size,

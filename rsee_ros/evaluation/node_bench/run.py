@@ -69,16 +69,16 @@ def _check_sweep(config: BenchNodeConfig) -> None:
 
 
 def _phase_in_process(
-    config: BenchNodeConfig, checkpoint: Any, settings: Any, log: Log
+    config: BenchNodeConfig, checkpoint: Any, model: Any, settings: Any, log: Log
 ) -> tuple[dict[str, Any], dict[str, Any], list[int], list[Any]]:
-    """Phase 1: the frames, the pipeline over them with the node's ``settings`` and over the
-    first of them with the fastest settings; returns (figures, fastest figures, class ids,
-    frames)."""
+    """Phase 1: the frames, the pipeline on the engine ``model`` over them with the node's
+    ``settings`` and over the first of them with the fastest settings; returns (figures,
+    fastest figures, class ids, frames)."""
     from rsee_ros.pipeline.runner import PipelineSettings
 
     log(f"in-process: decoding {config.frames} frames of the {config.source} source")
     frames = bench_frames(config.source, config.frames)
-    model, names = checkpoint.model, checkpoint.class_names
+    names = checkpoint.class_names
     in_process, class_ids = run_in_process(model, names, frames, settings, config.rate)
     fastest_settings = PipelineSettings(
         exit_threshold=min(0.5, settings.exit_threshold),
@@ -119,7 +119,7 @@ def _participant(config: BenchNodeConfig, procs: BenchProcesses) -> Iterator[Any
 
 
 def _node_phases(
-    config: BenchNodeConfig, log: Log, procs: BenchProcesses, checkpoint: Any, settings: Any,
+    config: BenchNodeConfig, log: Log, procs: BenchProcesses, model: Any, settings: Any,
     report: dict[str, Any], setpoints: list[float], class_ids: list[int], frames: list[Any],
 ) -> None:
     """Phases 2 to 4 into ``report``."""
@@ -135,8 +135,7 @@ def _node_phases(
         # The in-process run again right after (the nodes idle): the reference is the mean
         # of the runs before and after, so a drift in machine speed between the phases
         # does not land on the node.
-        again, _ = run_in_process(checkpoint.model, checkpoint.class_names, frames,
-                                  settings, config.rate)
+        again, _ = run_in_process(model, model.class_names, frames, settings, config.rate)
         frames.clear()
         in_process["after_node"] = again
         add_throughput_ratios(t, in_process, again)
@@ -209,6 +208,7 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
         "rate_hz": config.rate,
         "duration_s": config.duration_s,
         "threads": config.threads,
+        "engine": config.engines[0] if not config.cameras else None,
         "domain_id": config.domain_id,
         "fastdds_profile": config.fastdds_profile,
         "machine": machine_info(device),
@@ -221,13 +221,18 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
             config, lambda procs: _camera_sweep(config, log, procs, settings, report))
         report["targets"] = report["cameras"]["targets"]
     else:
-        in_process, fastest, class_ids, frames = _phase_in_process(config, checkpoint,
+        from rsee_ros.engine import load_engine
+
+        # the engine the node runs (the first of --engines): the reference is like for like
+        model = load_engine(config.checkpoint, config.engines[0], device=config.device,
+                            threads=config.threads)
+        in_process, fastest, class_ids, frames = _phase_in_process(config, checkpoint, model,
                                                                    settings, log)
         report["in_process"] = {**in_process, "fastest": fastest}
         setpoints = resolve_targets(targets, in_process["frames_per_s"],
                                     fastest["frames_per_s"], config.quick)
         procs = _with_processes(config, lambda procs: _node_phases(
-            config, log, procs, checkpoint, settings, report, setpoints, class_ids, frames))
+            config, log, procs, model, settings, report, setpoints, class_ids, frames))
         report["targets"] = check_targets(report)
     report["processes"] = procs.finished
     report["logs"] = str(procs.workdir) if config.keep_logs else None
