@@ -4,13 +4,16 @@
                     [--json out.json] [--quick]
     rsee bench-node --cameras 8 [--engines onnxruntime torch] [--policies learned uniform]
                     [--sweep-duration 20] [--json out.json] [--quick]
+    rsee bench-node --soak 600 [--soak-cameras 2] [--engines onnxruntime] [--json out.json]
 
 One run on one machine: node results/s against the in-process RecognitionPipeline on the same
 frames (target >= 95%), latency from frame stamp to result at the camera rate, target_fps
 tracking (target: within 10%), and the node's CPU and memory over ``--duration`` seconds. With
 ``--cameras`` only the cameras-per-core sweep runs: 1..N 640x480 streams at ``--rate`` into one
 node pinned to one core, per engine and policy the most cameras it held without drops (targets:
->= 4 for onnxruntime RSEE, RSEE >= 1.5x Uniform). Prints a summary with PASS/MISS for the
+>= 4 for onnxruntime RSEE, RSEE >= 1.5x Uniform). With ``--soak`` only the synchronised
+multi-camera soak runs (targets: results per camera within 10%, RSS growth < 5%, every frame
+accounted). Prints a summary with PASS/MISS for the
 targets. See rsee_ros/evaluation/node_bench/.
 """
 
@@ -75,6 +78,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sweep-duration", type=float, default=None, metavar="S",
                         help="seconds measured per sweep level after the warm-up (default 20; "
                         "--quick: 3)")
+    parser.add_argument("--soak", type=float, default=None, metavar="S",
+                        help="run only the soak: --soak-cameras 640x480 cameras published in "
+                        "sync at --rate into one rsee_node pinned to one core for S seconds "
+                        "(results per camera, RSS, every frame accounted)")
+    parser.add_argument("--soak-cameras", type=int, default=2, metavar="N",
+                        help="cameras of the soak (default 2)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the report here")
     parser.add_argument("--quick", action="store_true",
                         help="short durations (a test run of a few tens of seconds)")
@@ -119,10 +128,32 @@ def format_cameras(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_soak(report: dict[str, Any]) -> str:
+    """The soak and its targets as text."""
+    s = report["soak"]
+    lines = [f"soak: {s['cameras']} synchronised {s['width']}x{s['height']} cameras at "
+             f"{number(s['rate_hz'], 'g')} fps, {number(s['soak_s'], '.0f')} s, {s['engine']}"]
+    for topic, cam in s["per_camera"].items():
+        lines.append(f"  {topic}: {cam['published']} published, {cam['received']} received, "
+                     f"{cam['missing_estimate']} estimated missing, {cam['dropped']} dropped, "
+                     f"{cam['results']} results in the soak")
+    lines.append(f"node: {s['frames_received']} received = {s['frames_handled']} handled + "
+                 f"{s['frames_dropped']} dropped + {s['frames_rejected']} rejected "
+                 f"({s['unaccounted_in_node']} unaccounted); RSS {s['rss_mb_start']:.0f} -> "
+                 f"{s['rss_mb_end']:.0f} MiB (peak {s['rss_mb_max']:.0f})")
+    lines += [target_line(target) for target in report["targets"]]
+    m = report["machine"]
+    lines.append(f"{m['cpu']} ({m['cores']} cores); ROS domain {report['domain_id']}"
+                 + (", quick run" if report["quick"] else ""))
+    return "\n".join(lines)
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The figures and the targets as text."""
     if "cameras" in report:
         return format_cameras(report)
+    if "soak" in report:
+        return format_soak(report)
     n = number
     p, t, lat, r = (report[k] for k in ("in_process", "throughput", "latency", "resources"))
     limited = " (input-limited: the publisher did not outpace the node)" if t[
@@ -175,7 +206,8 @@ def _config(args: argparse.Namespace, checkpoint: str) -> Any:
     from rsee_ros.evaluation.node_bench import BenchNodeConfig, parse_targets
 
     targets = parse_targets(args.targets)
-    for name in ("duration", "frames", "settle", "measure", "cameras", "sweep_duration"):
+    for name in ("duration", "frames", "settle", "measure", "cameras", "sweep_duration", "soak",
+                 "soak_cameras"):
         value = getattr(args, name)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise ValueError(f"--{name.replace('_', '-')} must be > 0")
@@ -186,11 +218,12 @@ def _config(args: argparse.Namespace, checkpoint: str) -> Any:
         ) if value is not None
     }
     # The sweep's node runs one thread on its one core (and the processes' OpenMP with it).
-    threads = args.threads or (1 if args.cameras else default_threads())
+    threads = args.threads or (1 if args.cameras or args.soak else default_threads())
     common = dict(rate=args.rate, threads=threads, device=args.device,
                   source=args.source, targets=targets, domain_id=args.domain_id,
                   fastdds_profile=not args.no_fastdds_profile, keep_logs=args.keep_logs,
-                  cameras=args.cameras or 0, engines=tuple(args.engines),
+                  cameras=args.cameras or 0, soak_s=args.soak or 0.0,
+                  soak_cameras=args.soak_cameras, engines=tuple(args.engines),
                   policies=tuple(args.policies))
     if args.quick:
         return BenchNodeConfig.quick_config(checkpoint, **common, **overrides)

@@ -3,7 +3,8 @@
 A camera publishes at a steady rate; frames lost in transport (best-effort DDS drops fragments of
 large images without telling anyone) leave holes in the stamps the node receives. Per source,
 :class:`CadenceMonitor` keeps the median of the recent stamp intervals as the camera's period and
-counts, for each interval longer than ``1.5`` periods, the frames that should have been in it.
+counts, for each interval longer than ``1.5`` periods, the frames that should have been in it
+(the holes among the first intervals too, once enough are known to give a period).
 Intervals longer than ``max_gap_s`` (the camera paused: a new video) and steps back are not
 counted. An estimate, not a count: a camera with an irregular rate gives a rough figure, and a
 camera whose rate drops for good is counted until the median follows it. Pure Python.
@@ -19,12 +20,20 @@ __all__ = ["CadenceMonitor"]
 
 
 class _Track:
-    __slots__ = ("intervals", "last_ns", "missing")
+    __slots__ = ("intervals", "last_ns", "missing", "primed")
 
     def __init__(self, history: int) -> None:
         self.last_ns: int | None = None
         self.intervals: deque[int] = deque(maxlen=history)
         self.missing = 0
+        self.primed = False  # the holes among the first intervals have been counted
+
+
+def _holes(intervals: deque[int] | list[int], period: float) -> int:
+    """Frames missing in ``intervals`` at ``period``: those longer than 1.5 periods."""
+    if not period > 0:
+        return 0
+    return sum(round(i / period) - 1 for i in intervals if i > 1.5 * period)
 
 
 class CadenceMonitor:
@@ -48,12 +57,16 @@ class CadenceMonitor:
             interval = stamp_ns - last
             if max_gap_s > 0 and interval > max_gap_s * 1e9:
                 return 0  # a pause: the camera (or the stream) started again
-            missing = 0
-            if len(track.intervals) >= self.min_intervals:
-                period = statistics.median(track.intervals)
-                if period > 0 and interval > 1.5 * period:
-                    missing = round(interval / period) - 1
-            track.intervals.append(interval)
+            if track.primed:
+                missing = _holes([interval], statistics.median(track.intervals))
+                track.intervals.append(interval)
+            else:
+                track.intervals.append(interval)
+                if len(track.intervals) < self.min_intervals:
+                    return 0
+                # the first period known: the holes of every interval so far
+                track.primed = True
+                missing = _holes(track.intervals, statistics.median(track.intervals))
             track.missing += missing
             return missing
 

@@ -49,6 +49,7 @@ class StatusSnapshot:
     mean_uniform_gflops: float
     exit_threshold: float
     max_resolution: int
+    received_per_source: dict[str, int] = field(default_factory=dict)
     drops_per_source: dict[str, int] = field(default_factory=dict)
     missing_per_source: dict[str, int] = field(default_factory=dict)
     rejects_per_reason: dict[str, int] = field(default_factory=dict)
@@ -107,6 +108,7 @@ class StatusReporter:
             mean_uniform_gflops=_mean([r.uniform_gflops for r in recent]),
             exit_threshold=settings.exit_threshold,
             max_resolution=max(settings.resolutions_for(pipe.resolutions)),
+            received_per_source=w.received_per_source(),
             drops_per_source={str(k): v for k, v in w.queue.drops().items()},
             missing_per_source=w.cadence.missing(),
             rejects_per_reason=w.rejects.counts,

@@ -108,6 +108,7 @@ class RecognitionWorker:
         self.queue: FairQueue[Arrival] = FairQueue(queue_depth)
         self._lock = threading.Lock()
         self._received = 0
+        self._received_per_source: dict[str, int] = {}
         self._handled = 0
         self._finished = 0  # taken off the queue and done with (handled, rejected or failed)
         self._results = 0
@@ -127,6 +128,7 @@ class RecognitionWorker:
             self.cadence.observe(source, stamp_ns, self.pipeline.settings.max_gap_s)
         with self._lock:
             self._received += 1
+            self._received_per_source[source] = self._received_per_source.get(source, 0) + 1
         if self.queue.put(source, arrival):
             self.drops.reject(f"{source}: queue full, inference slower than the camera")
 
@@ -213,6 +215,11 @@ class RecognitionWorker:
         """Frames submitted."""
         with self._lock:
             return self._received
+
+    def received_per_source(self) -> dict[str, int]:
+        """Frames submitted, per camera."""
+        with self._lock:
+            return dict(self._received_per_source)
 
     @property
     def frames_handled(self) -> int:

@@ -175,6 +175,8 @@ def status_values(snapshot: StatusSnapshot, device: str) -> dict[str, str]:
         "capacity_fps": f"{s.capacity_fps:.2f}",
         "target_fps": f"{s.target_fps:g}",
         "frames_received": str(s.frames_received),
+        **{f"received {source}": str(n) for source, n in sorted(s.received_per_source.items())},
+        "frames_handled": str(s.frames_handled),
         "frames_dropped": str(s.frames_dropped),
         **{f"dropped {source}": str(n) for source, n in sorted(s.drops_per_source.items())},
         "frames_rejected": str(s.frames_rejected),

@@ -10,11 +10,13 @@ built into messages once, at start-up; a publish then only sets the stamp.
 
 Camera ``i`` of ``n`` topics starts ``i/n`` of the way into the frames (the cameras do not show
 the same frame at once) and publishes ``i/active`` of a period after camera 0, as unsynchronised
-cameras would; the schedule is absolute, so it does not drift. Stamps are the scheduled capture
-times: a publish that is late (a busy core) is not taken for a lost frame by the node's cadence
-estimate. A publisher that cannot keep up falls behind, which shows as a lower ``input_fps`` at
-the node. ``active`` (dynamic) says how many of the topics publish, the first ones; 0 (the
-default) pauses all.
+cameras would (``stagger``; without it all publish back to back with the same stamp, as a
+synchronised stereo or multi-camera driver does); the schedule is absolute, so it does not
+drift. Stamps are the scheduled capture times: a publish that is late (a busy core) is not taken
+for a lost frame by the node's cadence estimate. A publisher that cannot keep up falls behind,
+which shows as a lower ``input_fps`` at the node. ``active`` (dynamic) says how many of the
+topics publish, the first ones; 0 (the default) pauses all. A schedule starts once each active
+topic has a matched subscriber; the ``published`` counts are logged at exit.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from rsee_ros.ros.qos import stream
 from rsee_ros.ros.video_source import resize_frame
 
 NODE_NAME = "camera_rig"
+MATCH_SETTLE_S = 0.5
 
 PARAMETERS = (
     ParamSpec("topics", ["/camera/image_raw"], "Image topics, one per camera."),
@@ -55,6 +58,8 @@ PARAMETERS = (
               float_range=(0.001, 1000.0)),
     ParamSpec("active", 0, "How many of the topics publish (the first ones); 0: none.",
               dynamic=True, int_range=(0, 1000)),
+    ParamSpec("stagger", True, "Cameras publish spread over each period (unsynchronised); "
+              "false: all at the same instant with the same stamp, back to back (synchronised)."),
     ParamSpec("qos_depth", 10, "History depth of the (reliable) publishers.",
               int_range=(1, 1000)),
 )
@@ -74,6 +79,7 @@ class CameraRig(Node):
                             for t in topics]
         self._offsets = [i * len(self._messages) // len(topics) for i in range(len(topics))]
         self._fps, self._active = p["fps"], min(p["active"], len(topics))
+        self._stagger = bool(p["stagger"])
         self.published = [0] * len(topics)
         self.max_lag_s = 0.0
         self._changed = threading.Event()
@@ -104,6 +110,14 @@ class CameraRig(Node):
             if not active:
                 self._changed.wait(0.5)
                 continue
+            # a schedule starts once every active camera has a subscriber matched, so no frame
+            # is published into the void (every published frame can be accounted for)
+            if any(pub.get_subscription_count() == 0 for pub in self._publishers[:active]):
+                self._changed.wait(0.05)
+                continue
+            # the match is seen here first; the subscriber's side may take a moment longer
+            if self._changed.wait(MATCH_SETTLE_S):
+                continue
             t0, wall0 = time.monotonic(), time.time_ns()
             for tick in range(sys.maxsize):
                 if not self._tick(tick, active, period, t0, wall0):
@@ -112,7 +126,7 @@ class CameraRig(Node):
     def _tick(self, tick: int, active: int, period: float, t0: float, wall0: int) -> bool:
         """One frame of each active camera, each at its phase; False when the schedule ends."""
         for cam in range(active):
-            due = (tick + cam / active) * period
+            due = (tick + (cam / active if self._stagger else 0.0)) * period
             wait = t0 + due - time.monotonic()
             if wait > 0:
                 self._changed.wait(wait)

@@ -92,6 +92,10 @@ class BenchNodeConfig:
     """Seconds measured per sweep level, after the warm-up."""
     sweep_warmup_s: float = 5.0
     """Seconds per level between every camera's first result and the measurement."""
+    soak_s: float = 0.0
+    """> 0: run the synchronised multi-camera soak for this many seconds instead of the phases."""
+    soak_cameras: int = 2
+    """Cameras of the soak (published in sync by one rig)."""
     node_cpu: int | None = None
     """The CPU the sweep's node is pinned to (default: the last one this process may use)."""
     quick: bool = False

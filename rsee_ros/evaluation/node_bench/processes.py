@@ -116,9 +116,11 @@ class BenchProcesses:
             **extra,
         }
 
-    def rig_params(self, topics: Sequence[str]) -> dict[str, Any]:
-        """Parameters of the sweep's camera_rig on ``topics``, started paused (``active`` 0)."""
+    def rig_params(self, topics: Sequence[str], *, stagger: bool = True) -> dict[str, Any]:
+        """Parameters of a camera_rig on ``topics``, started paused (``active`` 0); ``stagger``
+        False publishes the cameras in sync."""
         return {
+            "stagger": stagger,
             "topics": list(topics),
             "source": self.config.source,
             "fps": float(self.config.rate),

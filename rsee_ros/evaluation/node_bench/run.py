@@ -47,7 +47,9 @@ def check_config(config: BenchNodeConfig) -> list[str]:
     if config.frames > MAX_FRAMES:
         raise BenchNodeError(f"at most {MAX_FRAMES} frames (the node's queue holds "
                              f"{MAX_DEPTH}, the backlog grows to a third of the frames)")
-    if config.cameras:
+    if config.cameras and config.soak_s:
+        raise BenchNodeError("--cameras and --soak are separate runs")
+    if config.cameras or config.soak_s:
         _check_sweep(config)
     return parse_targets(config.targets)
 
@@ -57,8 +59,11 @@ def _check_sweep(config: BenchNodeConfig) -> None:
     from rsee_ros.engine import ENGINES
 
     engines = [e for e in ENGINES if e != "auto"]
-    if not 1 <= config.cameras <= 64:
+    if config.cameras and not 1 <= config.cameras <= 64:
         raise BenchNodeError(f"cameras must be in 1..64, got {config.cameras}")
+    if config.soak_s and not (1 <= config.soak_cameras <= 64 and config.soak_s > 0):
+        raise BenchNodeError(f"soak cameras must be in 1..64 and the soak > 0 s, got "
+                             f"{config.soak_cameras} cameras, {config.soak_s:g} s")
     if not config.engines or not set(config.engines) <= set(engines):
         raise BenchNodeError(f"engines must be some of {engines}, got {list(config.engines)}")
     if not config.policies or not set(config.policies) <= set(POLICY_METHODS):
@@ -161,6 +166,15 @@ def _camera_sweep(config: BenchNodeConfig, log: Log, procs: BenchProcesses, sett
         report["cameras"] = CameraSweep(config, log, procs, listener).run(settings)
 
 
+def _camera_soak(config: BenchNodeConfig, log: Log, procs: BenchProcesses, settings: Any,
+                 report: dict[str, Any]) -> None:
+    """The synchronised multi-camera soak into ``report`` (its targets are the run's)."""
+    from rsee_ros.evaluation.node_bench.soak import CameraSoak
+
+    with _participant(config, procs) as listener:
+        report["soak"] = CameraSoak(config, log, procs, listener).run(settings)
+
+
 def _with_processes(config: BenchNodeConfig, body: Callable[[BenchProcesses], None]
                     ) -> BenchProcesses:
     """``body(procs)`` with the run's processes logging into a temporary folder, kept with
@@ -208,7 +222,7 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
         "rate_hz": config.rate,
         "duration_s": config.duration_s,
         "threads": config.threads,
-        "engine": config.engines[0] if not config.cameras else None,
+        "engine": None if config.cameras else config.engines[0],
         "domain_id": config.domain_id,
         "fastdds_profile": config.fastdds_profile,
         "machine": machine_info(device),
@@ -220,6 +234,10 @@ def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str,
         procs = _with_processes(
             config, lambda procs: _camera_sweep(config, log, procs, settings, report))
         report["targets"] = report["cameras"]["targets"]
+    elif config.soak_s:
+        procs = _with_processes(
+            config, lambda procs: _camera_soak(config, log, procs, settings, report))
+        report["targets"] = report["soak"]["targets"]
     else:
         from rsee_ros.engine import load_engine
 
