@@ -164,3 +164,48 @@ def test_auto_falls_back_to_torch_without_onnxruntime(exported, monkeypatch, cap
     assert "engine auto: torch" in caplog.text
     with pytest.raises(ValueError, match="install onnxruntime"):
         load_engine(exported[1], "auto")
+
+
+_CUDA = torch.cuda.is_available()
+
+
+def _ort_has(provider: str) -> bool:
+    import onnxruntime
+
+    return provider in onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif(_CUDA, reason="this machine has CUDA")
+def test_cuda_asked_for_without_a_gpu_is_one_clear_error(exported) -> None:
+    checkpoint, directory, _ = exported
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        load_engine(directory.parent / "model.pt", "torch", device="cuda")
+    if not _ort_has("CUDAExecutionProvider"):
+        with pytest.raises(ExportError, match="no CUDAExecutionProvider"):
+            load_engine(directory, "onnxruntime", device="cuda")
+    if not _ort_has("TensorrtExecutionProvider"):
+        with pytest.raises(ExportError, match="no TensorrtExecutionProvider"):
+            load_engine(directory, "tensorrt", device="cuda")
+
+
+@pytest.mark.skipif(not _CUDA, reason="needs CUDA")
+@pytest.mark.parametrize("engine", ["torch", "torch-fused"])
+def test_torch_engines_on_cuda_stream_the_cpu_decisions(exported, engine: str) -> None:
+    checkpoint, directory, _ = exported
+    source = directory.parent / "model.pt"
+    videos = _videos(checkpoint.config.max_resolution, seed=7)
+    cuda = load_engine(source, engine, device="cuda")
+    assert str(cuda.device).startswith("cuda")
+    for threshold in (0.4, 1.0):
+        _same_as_batched(cuda, checkpoint.model, videos,
+                         InferenceSettings(exit_threshold=threshold))
+
+
+@pytest.mark.skipif(not _ort_has("CUDAExecutionProvider"), reason="needs onnxruntime-gpu")
+def test_onnxruntime_cuda_provider_streams_the_cpu_decisions(exported) -> None:
+    checkpoint, directory, _ = exported
+    engine = load_engine(directory, "onnxruntime", device="cuda")
+    videos = _videos(checkpoint.config.max_resolution, seed=7)
+    for threshold in (0.4, 1.0):
+        _same_as_batched(engine, checkpoint.model, videos,
+                         InferenceSettings(exit_threshold=threshold))
