@@ -16,9 +16,9 @@ LIBRARY_PACKAGES = (
     "rsee_ros.training",
     "rsee_ros.evaluation",
 )
-# `rsee bench-node`'s rclpy listener and the phases that drive it live in evaluation/ (they are
-# that command's; the rest of node_bench is ROS-free).
-NEEDS_ROS = ("rsee_ros.evaluation.node_bench.listener", "rsee_ros.evaluation.node_bench.phases")
+# `rsee bench-node`'s rclpy listener lives in evaluation/ (it is that command's own participant;
+# the rest of node_bench, the phases, sweep and soak that drive it included, imports without it).
+NEEDS_ROS = ("rsee_ros.evaluation.node_bench.listener",)
 # Shared ROS scaffolding that must stay importable without rclpy.
 ROS_FREE = ("rsee_ros.ros.processes", "rsee_ros.ros.params", "rsee_ros.ros.programs",
             "rsee_ros.ros.messages")

@@ -390,7 +390,7 @@ def test_camera_rig_publishes_the_active_cameras_on_schedule(ros_context: Any) -
     from sensor_msgs.msg import Image
 
     from rsee_ros.data.image_conversion import image_to_rgb
-    from rsee_ros.evaluation.node_bench.camera_rig import CameraRig
+    from rsee_ros.ros.camera_rig import CameraRig
     from rsee_ros.ros.qos import stream
 
     topics = [f"/rsee_test_{os.getpid()}/rig{i}" for i in range(3)]

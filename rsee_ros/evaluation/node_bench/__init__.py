@@ -34,10 +34,12 @@ own session; :mod:`.processes`), the publishers paused (one frame an hour) until
    between the in-process frame rates at full accuracy and at the fastest settings.
 
 With ``cameras`` > 0 a run is only the **cameras-per-core sweep** (:mod:`.sweep`, figures in
-:mod:`.cameras`): one ``camera_rig`` (:mod:`.camera_rig`) publishes 1, 2, ... 640x480 streams at
-``rate`` into one ``rsee_node`` per level, pinned to one core, per engine and policy, until a
-level is not held (a frame dropped or missing, the publishers behind, the results per camera
-uneven).
+:mod:`.cameras`): one ``camera_rig`` (:mod:`rsee_ros.ros.camera_rig`) publishes 1, 2, ... 640x480
+streams at ``rate`` into one ``rsee_node`` per level, pinned to one core, per engine and policy,
+until a level is not held (a frame dropped or missing, the publishers behind, the results per
+camera uneven). With ``soak_s`` > 0 a run is only the **synchronised multi-camera soak**
+(:mod:`.soak`): cameras published in sync into one pinned node for ``soak_s`` seconds, with
+results per camera, RSS and every frame accounted.
 
 The figures are computed in :mod:`.metrics` from what was recorded. Every process has DDS on
 loopback (:func:`rsee_ros.ros.processes.loopback_environment`) and the run's own

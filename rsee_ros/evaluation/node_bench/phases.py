@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsee_ros.evaluation.node_bench.config import (
     CAMERA_NODE,
@@ -22,7 +22,6 @@ from rsee_ros.evaluation.node_bench.config import (
     BenchNodeError,
     Log,
 )
-from rsee_ros.evaluation.node_bench.listener import Listener
 from rsee_ros.evaluation.node_bench.metrics import (
     ProcSampler,
     Sample,
@@ -33,6 +32,9 @@ from rsee_ros.evaluation.node_bench.metrics import (
 )
 from rsee_ros.evaluation.node_bench.processes import BenchProcesses
 from rsee_ros.ros.processes import RosProcess
+
+if TYPE_CHECKING:  # the listener needs rclpy; these modules do not
+    from rsee_ros.evaluation.node_bench.listener import Listener
 
 __all__ = ["NodePhases", "wait_for_nodes"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsee_ros.evaluation.node_bench.cameras import results_balanced
 from rsee_ros.evaluation.node_bench.config import (
@@ -34,11 +34,13 @@ from rsee_ros.evaluation.node_bench.config import (
     BenchNodeConfig,
     Log,
 )
-from rsee_ros.evaluation.node_bench.listener import Listener
 from rsee_ros.evaluation.node_bench.metrics import ProcSampler, Received
 from rsee_ros.evaluation.node_bench.phases import wait_for_nodes
 from rsee_ros.evaluation.node_bench.processes import BenchProcesses
 from rsee_ros.evaluation.node_bench.sweep import RIG_MODULE, CameraSweep
+
+if TYPE_CHECKING:  # the listener needs rclpy; these modules do not
+    from rsee_ros.evaluation.node_bench.listener import Listener
 
 __all__ = ["CameraSoak", "published_counts", "soak_figures", "soak_targets"]
 

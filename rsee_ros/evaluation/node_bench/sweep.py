@@ -1,22 +1,21 @@
 """The cameras-per-core sweep of ``rsee bench-node --cameras``, on running processes.
 
-One ``camera_rig`` (:mod:`.camera_rig`), pinned to the CPUs other than the node's, publishes the
-cameras' 640x480 frames at the camera rate. For each engine and policy, and each level N = 1, 2,
-... (:func:`~rsee_ros.evaluation.node_bench.cameras.next_level`), a fresh ``rsee_node`` on the
-first N camera topics (``num_threads`` 1, reliable, its default ``queue_size``) is started pinned
-to one CPU; once ready the rig feeds those N cameras; after every camera's first result and
+One ``camera_rig`` (:mod:`rsee_ros.ros.camera_rig`), pinned to the CPUs other than the node's,
+publishes the cameras' 640x480 frames at the camera rate. For each engine and policy, and each level
+N = 1, 2, ... (:func:`~rsee_ros.evaluation.node_bench.cameras.next_level`), a fresh ``rsee_node`` on
+the first N camera topics (``num_threads`` 1, reliable, its default ``queue_size``) is started
+pinned to one CPU; once ready the rig feeds those N cameras; after every camera's first result and
 ``sweep_warmup_s``, the node's ``/diagnostics`` reports and results are recorded for
-``sweep_duration_s`` (from one report to the first report that far on) with its and the rig's
-CPU time; then the rig pauses and the node is stopped. The figures are
-:mod:`~rsee_ros.evaluation.node_bench.cameras`'.
-"""
+``sweep_duration_s`` (from one report to the first report that far on) with its and the rig's CPU
+time; then the rig pauses and the node is stopped. The figures are
+:mod:`~rsee_ros.evaluation.node_bench.cameras`'. """
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rsee_ros.evaluation.node_bench.cameras import (
     camera_targets,
@@ -33,15 +32,17 @@ from rsee_ros.evaluation.node_bench.config import (
     BenchNodeError,
     Log,
 )
-from rsee_ros.evaluation.node_bench.listener import Listener
 from rsee_ros.evaluation.node_bench.metrics import ProcSampler
 from rsee_ros.evaluation.node_bench.phases import wait_for_nodes
 from rsee_ros.evaluation.node_bench.processes import BenchProcesses
 from rsee_ros.ros.processes import RosProcess
 
+if TYPE_CHECKING:  # the listener needs rclpy; these modules do not
+    from rsee_ros.evaluation.node_bench.listener import Listener
+
 __all__ = ["CameraSweep", "split_cpus"]
 
-RIG_MODULE = "rsee_ros.evaluation.node_bench.camera_rig"
+RIG_MODULE = "rsee_ros.ros.camera_rig"
 
 
 def split_cpus(node_cpu: int | None = None) -> tuple[int, list[int]]:

@@ -1,5 +1,5 @@
 """ROS node ``camera_rig``: the cameras of ``rsee bench-node --cameras``, several image topics
-published by one process (``python -m rsee_ros.evaluation.node_bench.camera_rig --ros-args ...``).
+published by one process (``python -m rsee_ros.ros.camera_rig --ros-args ...``).
 
 Why one process and not one ``video_source`` per camera: measured on this project's 2-core
 machine, a ``video_source`` publishing 640x480 frames at 30 fps takes about 16% of a core (its
