@@ -116,3 +116,46 @@ def test_user_errors_are_one_line(demo, tmp_path: Path, capsys) -> None:
         assert rsee_main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err, (argv, err)
+
+
+class _FakeCapture:
+    """cv2.VideoCapture of a camera that delivers the demo clip's frames (BGR), then stops."""
+
+    frames: list[np.ndarray] = []
+
+    def __init__(self, index: int) -> None:
+        self.index, self._left = index, list(self.frames)
+
+    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+        return self.index == 0
+
+    def get(self, prop: int) -> float:
+        return 30.0
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        return (True, self._left.pop(0)) if self._left else (False, None)
+
+    def release(self) -> None:
+        self._left = []
+
+
+def test_a_camera_device_index_is_a_source(demo, tmp_path: Path, monkeypatch, capsys) -> None:
+    import cv2
+
+    video, labels = demo
+    rgb = read_video(video)[:64]
+    _FakeCapture.frames = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in rgb]
+    monkeypatch.setattr(cv2, "VideoCapture", _FakeCapture)
+    out = tmp_path / "camera.json"
+    assert rsee_main(["predict", "0", "--json", str(out), "--quiet"]) == 0
+    windows = json.loads(out.read_text())["windows"]
+    assert len(windows) == 4 and windows[0]["source"] == "camera:0"
+    # the camera's frames are the clip's: the same labels as predicting the file's first 64
+    assert rsee_main(["predict", str(video), "--max-frames", "64", "--json",
+                      str(tmp_path / "file.json"), "--quiet"]) == 0
+    from_file = json.loads((tmp_path / "file.json").read_text())["windows"]
+    assert [w["label"] for w in windows] == [w["label"] for w in from_file]
+    capsys.readouterr()
+    assert rsee_main(["predict", "7"]) == 2  # no such device: one line
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot open camera device 7" in err

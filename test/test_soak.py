@@ -130,10 +130,14 @@ def test_a_short_soak_end_to_end(tmp_path: Path) -> None:
     topics = [f"/rsee_bench/cameras/cam{i}/image_raw" for i in range(2)]
     assert sorted(soak["per_camera"]) == topics
     for cam in soak["per_camera"].values():
-        # the rig's count came back, the node got frames of every camera; the account closes
-        # whatever the machine's speed (a busy machine drops more, and counts it)
+        # the rig's count came back and the node got frames of every camera. Before the node,
+        # the estimate never counts more than was lost; a frame lost before a camera's first
+        # received one cannot be estimated (rare: the rig waits for its subscriber), so a busy
+        # machine may leave a few unaccounted, which the soak's target then reports
         assert cam["published"] > 0 and cam["received"] > 0
-        assert cam["unaccounted"] == 0
+        assert 0 <= cam["unaccounted"] <= 0.05 * cam["published"]
+    # inside the node every frame is accounted whatever the machine's speed (a busy machine
+    # drops more, and counts it)
     assert soak["unaccounted_in_node"] == 0
     assert soak["frames_received"] == sum(c["received"] for c in soak["per_camera"].values())
     assert len(soak["rss_series"]) >= 4 and soak["rss_mb_start"] > 0

@@ -15,6 +15,9 @@ Videos are decoded a chunk at a time before any timing. Within a chunk the metho
 round-robin (the order rotates from video to video and from batch to batch), so machine noise
 affects them alike; ``warmup`` videos go through every method before the first timed one and are
 not timed. Nothing is printed here.
+
+A little over 400 lines: the engines' summary and targets (``engines_summary``,
+``check_engine_targets``) stay beside the run whose figures they read.
 """
 
 from __future__ import annotations
@@ -285,7 +288,8 @@ def run_bench(
     torch engine's (the first engine's without one).
 
     Returns ``{"backend", "streaming", "batched", "ratios", "targets", "agreement",
-    "engines", "num_videos"}``.
+    "engines", "num_videos"}``. A little over 60 lines: the interleaving of methods, engines
+    and passes is read best in one place.
     """
     methods = bench_methods(model.config, threshold)
     engines = dict(engines or {"torch": engine_for_model(model, list(class_names))})

@@ -259,7 +259,8 @@ class RSEEModel(nn.Module):
         ``noise_scale`` scales the Gumbel noise (0: the argmax policy, still differentiable).
         No early exit here: ``step_logits`` are the predictions after every step. Every row is
         computed at every step (BatchNorm sees the whole batch) and masked by ``looked_at``.
-        The loop over the plan's steps stays in one piece, to be read against :meth:`advance`.
+        The loop over the plan's steps stays in one piece (hence its 66 lines), to be read
+        against :meth:`advance`.
         """
         cfg = self.config
         num_res = cfg.num_resolutions

@@ -24,6 +24,9 @@ Windows cut when the node stops are not published.
 
 Run: ``ros2 run rsee_ros rsee_node --ros-args -p image_topics:="['/camera/image_raw']"``, or
 without the ``ros2`` command line ``python -m rsee_ros.ros.node --ros-args ...``.
+
+Over 400 lines because of its parameter table (PARAMETERS, about 150 lines: every parameter's
+type, default, range and description, the source of config/rsee.yaml and docs/node.md).
 """
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ Sources (``source``, kind guessed unless ``source_type`` is given):
   the ``sensor_msgs/Image`` or ``CompressedImage`` messages of ``bag_topic`` are decoded to rgb8.
 
 The frame sources are :mod:`rsee_ros.data.sources` (no rclpy); this module is the node.
+
+Over 400 lines because of its parameter table (PARAMETERS, about 120 lines).
 """
 
 from __future__ import annotations

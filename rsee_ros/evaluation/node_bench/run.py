@@ -194,8 +194,8 @@ def _with_processes(config: BenchNodeConfig, body: Callable[[BenchProcesses], No
 
 
 def run_node_bench(config: BenchNodeConfig, log: Log | None = None) -> dict[str, Any]:
-    """Run the four phases (package docstring); returns the JSON report (NaN where
-    unmeasured)."""
+    """Run the four phases, or the sweep, or the soak (package docstring); returns the JSON
+    report (NaN where unmeasured). Over 60 lines by the report's fields, written out here."""
     log = log or (lambda line: None)
     targets = check_config(config)
     try:
