@@ -75,3 +75,39 @@ def ros_context(ros_domain_id: int):
         yield context
     finally:
         context.try_shutdown()
+
+
+@pytest.fixture
+def bench_node_quick(tmp_path: Path):
+    """``run(*args, timeout=600)``: ``rsee bench-node --quick *args`` in a subprocess on a small
+    untrained checkpoint (12 classes, 112-42 px; written here), DDS on loopback; asserts exit 0
+    and returns (the process, its JSON report). Skips without rclpy or the built messages."""
+    pytest.importorskip("rclpy")
+    pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
+    import json
+    import subprocess
+
+    import torch
+
+    from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
+
+    torch.manual_seed(0)
+    config = RSEEConfig(num_classes=12, resolutions=(112, 84, 56, 42), selector_hidden=16,
+                        accumulator_hidden=16)
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_rsee(config, pretrained=False),
+                                 [f"class_{i}" for i in range(12)])
+    out = tmp_path / "bench_node.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def run(*args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, dict]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
+             str(checkpoint), *args, "--json", str(out)],
+            cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True,
+            timeout=timeout,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        print(proc.stdout)
+        return proc, json.loads(out.read_text())
+
+    return run

@@ -9,10 +9,10 @@ from rsee_ros.pipeline.cadence import CadenceMonitor
 PERIOD_NS = 33_333_333  # 30 fps
 
 
-def feed(monitor: CadenceMonitor, frames: list[int], source: str = "cam") -> int:
+def feed(monitor: CadenceMonitor, frames: list[float], source: str = "cam") -> int:
     """Observe the frames numbered ``frames`` of a 30 fps camera; returns the estimate."""
     for n in frames:
-        monitor.observe(source, 10**12 + n * PERIOD_NS)
+        monitor.observe(source, 10**12 + round(n * PERIOD_NS))
     return monitor.missing().get(source, 0)
 
 
@@ -33,6 +33,14 @@ def test_pauses_and_steps_back_are_not_losses() -> None:
     monitor = CadenceMonitor()
     frames = list(range(20)) + list(range(20 + 90, 140)) + list(range(5, 30))  # 3 s pause, back
     assert feed(monitor, frames) == 0
+
+
+@pytest.mark.parametrize("at", [5, 40])  # before and after the period is known
+def test_a_late_frame_is_no_loss_and_a_hole_after_it_still_is(at: int) -> None:
+    monitor = CadenceMonitor()
+    frames: list[float] = [float(n) for n in range(60) if n not in (at + 3, at + 4)]
+    frames[frames.index(at)] = at - 1.5  # frame `at` arrives late, stamped between two others
+    assert feed(monitor, frames) == 2
 
 
 def test_cameras_are_counted_apart() -> None:

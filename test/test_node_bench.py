@@ -4,12 +4,9 @@ level) as real processes over DDS on loopback, with a tiny randomly initialised 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -443,31 +440,10 @@ def test_camera_rig_publishes_the_active_cameras_on_schedule(ros_context: Any) -
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_quick_run_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("rclpy")
-    pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
-    import torch
-
-    from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
-
-    torch.manual_seed(0)
-    config = RSEEConfig(num_classes=12, resolutions=(112, 84, 56, 42), selector_hidden=16,
-                        accumulator_hidden=16)
-    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_rsee(config, pretrained=False),
-                                 [f"class_{i}" for i in range(12)])
-    out = tmp_path / "bench_node.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1")
+def test_quick_run_end_to_end(bench_node_quick) -> None:
     start = time.monotonic()
-    run = subprocess.run(
-        [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
-         str(checkpoint), "--threads", "1", "--engines", "torch", "--json", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
-    )
-    elapsed = time.monotonic() - start
-    assert run.returncode == 0, run.stderr[-3000:]
-    print(f"bench-node --quick took {elapsed:.1f} s\n{run.stdout}")
-    report = json.loads(out.read_text())
+    run, report = bench_node_quick("--threads", "1", "--engines", "torch", timeout=180)
+    print(f"bench-node --quick took {time.monotonic() - start:.1f} s")
 
     for key in ("checkpoint", "source", "frames", "rate_hz", "duration_s", "threads",
                 "domain_id", "machine", "settings", "in_process", "throughput", "latency",
@@ -540,33 +516,12 @@ def test_quick_run_end_to_end(tmp_path: Path) -> None:
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_quick_camera_sweep_end_to_end(tmp_path: Path) -> None:
+def test_quick_camera_sweep_end_to_end(bench_node_quick) -> None:
     """``--cameras 2`` at ``--quick`` with one engine and both policies: the JSON's structure,
     levels from 1 up to the first not held (speed is not asserted), and every process (the
     rig, one node per level) pinned and stopped cleanly."""
-    pytest.importorskip("rclpy")
-    pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
-    import torch
-
-    from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
-
-    torch.manual_seed(0)
-    config = RSEEConfig(num_classes=12, resolutions=(112, 84, 56, 42), selector_hidden=16,
-                        accumulator_hidden=16)
-    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_rsee(config, pretrained=False),
-                                 [f"class_{i}" for i in range(12)])
-    out = tmp_path / "bench_node_cameras.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1")
-    run = subprocess.run(
-        [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
-         str(checkpoint), "--cameras", "2", "--engines", "torch", "--policies", "learned",
-         "uniform", "--json", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    print(run.stdout)
-    report = json.loads(out.read_text())
+    run, report = bench_node_quick("--cameras", "2", "--engines", "torch", "--policies",
+                                   "learned", "uniform")
     assert "throughput" not in report and "in_process" not in report  # the sweep only
     cams = report["cameras"]
     assert (cams["max_cameras"], cams["width"], cams["height"]) == (2, 640, 480)

@@ -3,10 +3,6 @@ end to end."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -101,29 +97,8 @@ def test_soak_options_are_one_line(tmp_path, capsys) -> None:
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_a_short_soak_end_to_end(tmp_path: Path) -> None:
-    pytest.importorskip("rclpy")
-    pytest.importorskip("rsee_ros.msg", reason="rsee_ros messages not built (make setup)")
-    import torch
-
-    from rsee_ros.model import RSEEConfig, build_rsee, save_checkpoint
-
-    torch.manual_seed(0)
-    config = RSEEConfig(num_classes=12, resolutions=(112, 84, 56, 42), selector_hidden=16,
-                        accumulator_hidden=16)
-    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_rsee(config, pretrained=False),
-                                 [f"class_{i}" for i in range(12)])
-    out = tmp_path / "soak.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1")
-    run = subprocess.run(
-        [sys.executable, "-m", "rsee_ros.cli", "bench-node", "--quick", "--checkpoint",
-         str(checkpoint), "--soak", "4", "--engines", "torch", "--json", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    print(run.stdout)
-    report = json.loads(out.read_text())
+def test_a_short_soak_end_to_end(bench_node_quick) -> None:
+    _, report = bench_node_quick("--soak", "4", "--engines", "torch")
     soak = report["soak"]
     assert "throughput" not in report and "cameras" not in report  # the soak only
     assert soak["cameras"] == 2 and soak["engine"] == "torch" and soak["soak_s"] >= 4

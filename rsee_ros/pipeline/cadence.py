@@ -5,9 +5,10 @@ large images without telling anyone) leave holes in the stamps the node receives
 :class:`CadenceMonitor` keeps the median of the recent stamp intervals as the camera's period and
 counts, for each interval longer than ``1.5`` periods, the frames that should have been in it
 (the holes among the first intervals too, once enough are known to give a period).
-Intervals longer than ``max_gap_s`` (the camera paused: a new video) and steps back are not
-counted. An estimate, not a count: a camera with an irregular rate gives a rough figure, and a
-camera whose rate drops for good is counted until the median follows it. Pure Python.
+Intervals longer than ``max_gap_s`` (the camera paused: a new video), steps back and the
+interval that follows one (it spans the discontinuity: a late frame stands in for its own slot)
+are not counted. An estimate, not a count: a camera with an irregular rate gives a rough figure,
+and a camera whose rate drops for good is counted until the median follows it. Pure Python.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ __all__ = ["CadenceMonitor"]
 
 
 class _Track:
-    __slots__ = ("intervals", "last_ns", "missing", "primed")
+    __slots__ = ("after_step_back", "intervals", "last_ns", "missing", "primed")
 
     def __init__(self, history: int) -> None:
         self.last_ns: int | None = None
         self.intervals: deque[int] = deque(maxlen=history)
         self.missing = 0
         self.primed = False  # the holes among the first intervals have been counted
+        self.after_step_back = False  # the last frame stepped back: skip the next interval
 
 
 def _holes(intervals: deque[int] | list[int], period: float) -> int:
@@ -53,8 +55,14 @@ class CadenceMonitor:
                 track = self._tracks[source] = _Track(self.history)
             last, track.last_ns = track.last_ns, stamp_ns
             if last is None or stamp_ns <= last:
+                # a first frame, a late frame or a restart: the interval to the next frame spans
+                # the discontinuity, so it is neither counted nor taken for the period
+                track.after_step_back = last is not None
                 return 0
             interval = stamp_ns - last
+            if track.after_step_back:
+                track.after_step_back = False
+                return 0
             if max_gap_s > 0 and interval > max_gap_s * 1e9:
                 return 0  # a pause: the camera (or the stream) started again
             if track.primed:
