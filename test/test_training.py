@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -560,3 +561,123 @@ def test_docs_training_lists_every_key_with_its_current_default() -> None:
     assert "| `data.val_fraction` | `0.0` |" in table and "| `train.batch_size` | `8` |" in table
     readme = Path("README.md").read_text()
     assert "docs/training.md" in readme and "docs/walkthrough.md" in readme
+
+
+# ------------------------------------------------ joint training with the exit in the loop
+LOOP = ["stages.joint.exit_in_loop=true", "stages.joint.exit_threshold=0.5"]
+
+
+def test_exit_distribution_and_expected_cost_by_hand() -> None:
+    hazard = torch.tensor([[0.5, 0.5, 0.9]], requires_grad=True)
+    cost = torch.tensor([[1.0, 2.0, 4.0]], requires_grad=True)
+    survival, mass = losses.exit_distribution(hazard)
+    assert survival[0].tolist() == [1.0, 0.5, 0.25]
+    # exit at 0 with 0.5, at 1 with 0.25, and what still runs at the last step reports there
+    assert mass[0].tolist() == pytest.approx([0.5, 0.25, 0.25])
+    expected = losses.expected_cost(cost, survival)
+    assert float(expected.detach()) == pytest.approx(1 + 2 * 0.5 + 4 * 0.25)
+    expected.sum().backward()
+    # d/dh0 (c0 + c1 (1 - h0) + c2 (1 - h0)(1 - h1)) = -c1 - c2 (1 - h1) = -4; d/dh1 = -c2 (1 - h0)
+    assert hazard.grad is not None and hazard.grad[0].tolist() == pytest.approx([-4.0, -2.0, 0.0])
+    assert cost.grad is not None and cost.grad[0].tolist() == pytest.approx([1.0, 0.5, 0.25])
+
+
+def test_a_step_without_a_processed_frame_cannot_exit() -> None:
+    scores = torch.tensor([[0.9, 0.9, 0.5]])
+    processed = torch.tensor([[1.0, 0.0, 1.0]])
+    hazard = losses.soft_exit_hazard(scores, processed, threshold=0.5, temperature=0.1)
+    assert hazard[0, 1] == 0 and float(hazard[0, 2]) == pytest.approx(0.5)
+    assert float(hazard[0, 0]) == pytest.approx(1 / (1 + math.exp(-4.0)))
+
+
+def test_the_loss_at_the_exit_weights_each_step_by_its_exit_mass() -> None:
+    # two classes; step 0 predicts class 0 surely, step 1 is undecided: CE ln 2
+    step_logits = torch.tensor([[[10.0, -10.0], [0.0, 0.0]]], requires_grad=True)
+    labels = torch.tensor([0])
+    mass = torch.tensor([[0.75, 0.25]])
+    loss = losses.expected_exit_loss(step_logits, labels, mass)
+    assert float(loss) == pytest.approx(0.75 * math.log1p(math.exp(-20.0)) + 0.25 * math.log(2))
+    loss.backward()
+    assert step_logits.grad is not None and float(step_logits.grad[0, 1, 0]) == pytest.approx(
+        0.25 * -0.5)
+
+
+def test_the_budget_is_lowered_linearly_over_the_stage() -> None:
+    assert [losses.scheduled_budget(0.8, 0.3, e, 3) for e in range(3)] == pytest.approx(
+        [0.8, 0.55, 0.3])
+    assert losses.scheduled_budget(None, 0.3, 0, 3) == 0.3
+    assert losses.scheduled_budget(0.8, 0.3, 0, 1) == 0.3
+    assert losses.scheduled_budget(0.8, None, 1, 3) is None
+
+
+def test_an_unknown_exit_rule_is_refused(tmp_path: Path, tiny_data: Path) -> None:
+    config = tiny_config(tmp_path, tiny_data, *LOOP, "stages.joint.exit_gate=sometimes")
+    trainer = Trainer(config, progress=False, echo=lambda _: None)
+    trainer.run(["warmup"])
+    with pytest.raises(ValueError, match="stages.joint.exit_gate must be one of"):
+        trainer.run_stage("joint")
+
+
+def _joint_stage_on_one_batch(tmp_path: Path, tiny_data: Path, gate: str):
+    from rsee_ros.model.build import build_rsee
+    from rsee_ros.training.stages import JointStage
+    from rsee_ros.training.trainer import _StageForward
+
+    config = tiny_config(tmp_path, tiny_data, *LOOP, f"stages.joint.exit_gate={gate}",
+                         "stages.joint.epochs=2", "stages.joint.flops_target=0.2",
+                         "train.freeze_blocks=0")
+    torch.manual_seed(0)
+    model = build_rsee(config.model_config(num_classes=3))
+    stage = JointStage(config, model)
+    return stage, _StageForward(model, stage)
+
+
+@pytest.mark.parametrize("gate", ["confidence", "learned"])
+def test_the_joint_loss_with_the_exit_in_the_loop_falls_on_a_batch(
+    tmp_path: Path, tiny_data: Path, gate: str
+) -> None:
+    stage, wrapped = _joint_stage_on_one_batch(tmp_path, tiny_data, gate)
+    optimizer = torch.optim.SGD(stage.parameter_groups(), lr=0.05, momentum=0.9)
+    stage.begin_epoch(1)  # the last of two epochs: the argmax policy, no Gumbel noise
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.rand(6, 4, 3, 72, 72, generator=generator)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    history = []
+    for _ in range(25):
+        batch = stage.batch_loss(wrapped, frames, labels)
+        optimizer.zero_grad()
+        batch.loss.backward()
+        optimizer.step()
+        history.append(float(batch.loss.detach()))
+    assert {"ce_exit", "expected_gflops", "flops", "budget"} <= set(batch.parts)
+    assert batch.parts["expected_gflops"] <= float(batch.gmacs.mean()) + 1e-6
+    assert sum(history[-5:]) < sum(history[:5]) * 0.8, history
+
+
+@pytest.mark.parametrize(("gate", "gate_trains"), [("confidence", False), ("learned", True)])
+def test_the_joint_stage_with_the_exit_in_the_loop_resumes_and_lowers_its_budget(
+    tmp_path: Path, tiny_data: Path, gate: str, gate_trains: bool
+) -> None:
+    extra = [*LOOP, f"stages.joint.exit_gate={gate}", "stages.joint.flops_target=0.3",
+             "stages.joint.flops_target_start=0.9"]
+    trainer = Trainer(tiny_config(tmp_path, tiny_data, *extra), progress=False,
+                      echo=lambda _: None)
+    trainer.run(["warmup"])
+    before = load_checkpoint(tmp_path / "run" / "warmup" / "model.pt").model.exit_gate
+    trainer.run_stage("joint")
+    (tmp_path / "run" / "joint" / "model.pt").unlink()  # as if stopped after epoch 1
+    longer = tiny_config(tmp_path, tiny_data, *extra, "stages.joint.epochs=3")
+    lines: list[str] = []
+    Trainer(longer, progress=False, echo=lines.append).run_stage("joint")
+    assert any("resuming after epoch 1" in line for line in lines)
+    log = read_log(tmp_path / "run" / "joint")
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+    # the first epoch ran as a one-epoch stage (its budget the final one); the resumed stage
+    # lowers it from 0.9 to 0.3 over three epochs
+    assert [r["budget"] for r in log] == pytest.approx([0.3, 0.6, 0.3])
+    # the expected cost counts exits: never above the cost of running every frame
+    assert all(r["expected_gflops"] <= r["gflops_per_video"] + 1e-6 for r in log)
+    after = load_checkpoint(tmp_path / "run" / "joint" / "model.pt").model.exit_gate
+    changed = any(not torch.equal(a, b) for a, b in zip(
+        before.state_dict().values(), after.state_dict().values(), strict=True))
+    assert changed == gate_trains

@@ -64,7 +64,8 @@ class TrainOutput:
     ``decisions`` ``(B, T, A)`` are the (straight-through) one-hot actions, zero where the frame
     was not looked at; ``processed`` ``(B, T)`` their resolution part (1 for a processed frame);
     ``representations`` the accumulated representation after each step and ``exit_logits`` the
-    learned gate's logit there; ``gmacs`` ``(B,)`` the differentiable cost of each video.
+    learned gate's logit there; ``step_gmacs`` ``(B, T)`` the differentiable cost of each step
+    and ``gmacs`` ``(B,)`` their sum, the cost of each video without exits.
     """
 
     step_logits: torch.Tensor
@@ -75,3 +76,4 @@ class TrainOutput:
     exit_logits: torch.Tensor
     gmacs: torch.Tensor
     features: torch.Tensor
+    step_gmacs: torch.Tensor

@@ -277,9 +277,8 @@ class RSEEModel(nn.Module):
                                   dtype=torch.float32, device=device)
         steps_out: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("step_logits", "decisions", "looked_at", "processed",
-                            "representations", "exit_logits", "features")
+                            "representations", "exit_logits", "features", "step_gmacs")
         }
-        gmacs = torch.zeros(batch, device=device)
         for t in range(steps):
             frame = frames[:, t]
             looked_at = skip_left == 0
@@ -303,10 +302,11 @@ class RSEEModel(nn.Module):
                 ("exit_logits", self.exit_gate(folded.current, folded.previous)),
                 ("decisions", decision), ("looked_at", looked_at), ("processed", processed),
                 ("representations", folded.current), ("features", features),
+                ("step_gmacs", looked_at.float() * self.flops.selector + decision @ costs),
             ):
                 steps_out[key].append(value)
-            gmacs = gmacs + looked_at.float() * self.flops.selector + decision @ costs
-        return TrainOutput(gmacs=gmacs, **{k: torch.stack(v, 1) for k, v in steps_out.items()})
+        out = {k: torch.stack(v, 1) for k, v in steps_out.items()}
+        return TrainOutput(gmacs=out["step_gmacs"].sum(1), **out)
 
     def uniform_step_logits(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Predictions ``(B, T, C)`` after each frame when every frame is processed at one

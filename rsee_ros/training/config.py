@@ -103,6 +103,24 @@ class JointSettings:
     noise_final: float = 1.0
     """Gumbel noise scale of the last epoch, from 1 in the first (0: the last epoch trains the
     argmax policy that inference runs)."""
+    flops_target_start: float | None = None
+    """The budget of the first epoch, lowered linearly to ``flops_target`` in the last
+    (``null``: ``flops_target`` throughout)."""
+    exit_in_loop: bool = False
+    """Train with the exit in the loop: the FLOPs term is the cost expected under a soft version
+    of the exit rule (a step's cost weighted by the probability that the video is still running)
+    and ``exit_loss_weight`` of the accuracy term is the cross-entropy of the prediction reported
+    at the (soft) exit (``false``: AR-Net's terms, every frame paid)."""
+    exit_gate: str = "model"
+    """The exit rule in the loop: ``confidence``, ``learned`` (the gate then trains with the
+    selector, a differentiable exit) or ``model`` (the model's ``gate``)."""
+    exit_threshold: float | None = None
+    """The threshold of the exit rule in the loop (``null``: ``train.eval_threshold``)."""
+    exit_temperature: float = 0.05
+    """Softness of the exit in the loop: P(exit) = sigmoid((score - threshold) / temperature)."""
+    exit_loss_weight: float = 0.5
+    """With ``exit_in_loop``: the share of the accuracy term that is the expected cross-entropy
+    at the exit (the rest: the per-step term of ``train.step_loss_weight``)."""
 
 
 @dataclass

@@ -37,6 +37,57 @@ def efficiency_loss(
     return torch.relu(fraction - target).mean()
 
 
+def soft_exit_hazard(
+    scores: torch.Tensor, processed: torch.Tensor, threshold: float, temperature: float
+) -> torch.Tensor:
+    """Differentiable stand-in for the exit rule ``score >= threshold``: the probability of
+    exiting at each step, ``sigmoid((score - threshold) / temperature)``, on processed steps only
+    (an exit is decided after a processed frame). ``scores`` and ``processed`` are ``(B, T)``."""
+    return torch.sigmoid((scores - threshold) / temperature) * processed
+
+
+def exit_distribution(hazard: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Survival and exit mass ``(B, T)`` of per-step exit probabilities ``hazard``.
+
+    ``survival[:, t]`` is the probability that the video is still running when frame t arrives
+    (``prod_{k<t} (1 - hazard_k)``, 1 at t = 0): what frame t's cost is paid with.
+    ``mass[:, t]`` is the probability that its prediction is the one reported: exiting at t
+    (``survival_t * hazard_t``), and at the last step everything still running. Rows sum to 1."""
+    still = torch.cumprod(1 - hazard, dim=1)
+    survival = torch.cat([torch.ones_like(still[:, :1]), still[:, :-1]], dim=1)
+    mass = survival * hazard
+    mass = torch.cat([mass[:, :-1], survival[:, -1:]], dim=1)
+    return survival, mass
+
+
+def expected_cost(step_gmacs: torch.Tensor, survival: torch.Tensor) -> torch.Tensor:
+    """GMACs per video ``(B,)`` expected under the exit: each step's cost ``(B, T)`` weighted by
+    the probability that the video is still running then (frames after a likely exit cost
+    little)."""
+    return (step_gmacs * survival).sum(1)
+
+
+def expected_exit_loss(
+    step_logits: torch.Tensor, labels: torch.Tensor, mass: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of the prediction the video reports, expected under the exit: the
+    per-step cross-entropies weighted by the exit mass (:func:`exit_distribution`)."""
+    batch, steps, classes = step_logits.shape
+    per_step = F.cross_entropy(
+        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
+    ).view(batch, steps)
+    return (per_step * mass).sum(1).mean()
+
+
+def scheduled_budget(start: float | None, final: float | None, epoch: int, epochs: int
+                     ) -> float | None:
+    """The FLOPs budget of a joint epoch: ``start`` in the first, lowered linearly to ``final``
+    in the last (``start`` ``None``: ``final`` throughout)."""
+    if start is None or final is None or epochs <= 1:
+        return final
+    return start + (final - start) * epoch / (epochs - 1)
+
+
 def usage_balance_loss(decisions: torch.Tensor, looked_at: torch.Tensor) -> torch.Tensor:
     """AR-Net's balance regulariser: squared distance of each action's frequency over the batch
     from the uniform frequency. ``decisions`` ``(B, T, A)`` one-hot (straight-through)."""

@@ -234,8 +234,8 @@ class _PolicyStage(Stage):
                                        compute_all_resolutions=self.exact_estimator())
         return dict(vars(out))
 
-    def extra_terms(self, out: TrainOutput, ce: torch.Tensor, parts: dict[str, float]
-                    ) -> torch.Tensor:
+    def extra_terms(self, out: TrainOutput, labels: torch.Tensor, ce: torch.Tensor,
+                    parts: dict[str, float]) -> torch.Tensor:
         """The loss from the accuracy term ``ce`` (logging further parts)."""
         return ce
 
@@ -246,7 +246,7 @@ class _PolicyStage(Stage):
         ce = losses.accuracy_loss(out.step_logits, labels, seen,
                                   self.config.train.step_loss_weight)
         parts = {"ce": float(ce.detach())}
-        loss = self.extra_terms(out, ce, parts)
+        loss = self.extra_terms(out, labels, ce, parts)
         usage = (out.decisions.detach() * out.looked_at.unsqueeze(-1)).sum((0, 1))
         return BatchLoss(loss=loss, parts=parts, logits=out.step_logits[:, -1].detach(),
                          gmacs=out.gmacs.detach(), usage=usage)
@@ -254,15 +254,35 @@ class _PolicyStage(Stage):
 
 class JointStage(_PolicyStage):
     """Selector and backbone together: straight-through Gumbel-softmax decisions, with AR-Net's
-    FLOPs (or budget) and usage-balance terms."""
+    FLOPs (or budget) and usage-balance terms; with ``exit_in_loop`` the FLOPs term is the cost
+    expected under a soft exit rule and part of the accuracy term the loss at that exit (with
+    the learned gate, the gate trains here too: a differentiable exit)."""
 
     name = "joint"
+    EXIT_GATES = ("confidence", "learned", "model")
+
+    def __init__(self, config: TrainConfig, model: RSEEModel) -> None:
+        super().__init__(config, model)
+        if self.settings.exit_gate not in self.EXIT_GATES:
+            raise ValueError(f"stages.joint.exit_gate must be one of {self.EXIT_GATES}, got "
+                             f"{self.settings.exit_gate!r}")
+
+    @property
+    def loop_gate(self) -> str | None:
+        """The exit rule in the loop (``confidence`` or ``learned``), ``None`` without one."""
+        s = self.settings
+        if not s.exit_in_loop:
+            return None
+        return self.model.config.gate if s.exit_gate == "model" else s.exit_gate
 
     def trained(self, body: list[nn.Parameter], selector: list[nn.Parameter],
                 gate: list[nn.Parameter]) -> ParamGroups:
         lr = self.settings.lr
-        return [{"params": body, "lr": lr},
-                {"params": selector, "lr": lr * self.settings.selector_lr_scale}]
+        groups = [{"params": body, "lr": lr},
+                  {"params": selector, "lr": lr * self.settings.selector_lr_scale}]
+        if self.loop_gate == "learned":
+            groups.append({"params": gate, "lr": lr * self.settings.selector_lr_scale})
+        return groups
 
     def prepare(self) -> None:
         skip_bias = self.settings.skip_bias_init
@@ -278,16 +298,41 @@ class JointStage(_PolicyStage):
         return (losses.gumbel_temperature(s.tau0, s.tau_decay, self.epoch),
                 losses.noise_scale(s.noise_final, self.epoch, s.epochs))
 
-    def extra_terms(self, out: TrainOutput, ce: torch.Tensor, parts: dict[str, float]
-                    ) -> torch.Tensor:
+    def budget(self) -> float | None:
+        """This epoch's FLOPs budget (``flops_target_start`` lowered towards ``flops_target``)."""
         s = self.settings
-        flops = losses.efficiency_loss(out.gmacs, self.uniform_gmacs, s.flops_target)
+        return losses.scheduled_budget(s.flops_target_start, s.flops_target, self.epoch, s.epochs)
+
+    def exit_hazard(self, out: TrainOutput) -> torch.Tensor:
+        """Soft P(exit) ``(B, T)`` after each step under the exit rule in the loop."""
+        s, gate = self.settings, self.loop_gate
+        if gate == "learned":
+            scores = torch.sigmoid(out.exit_logits)
+        else:
+            scores = torch.softmax(out.step_logits, -1).amax(-1)
+        threshold = self.config.train.eval_threshold if s.exit_threshold is None \
+            else s.exit_threshold
+        return losses.soft_exit_hazard(scores, out.processed, threshold, s.exit_temperature)
+
+    def extra_terms(self, out: TrainOutput, labels: torch.Tensor, ce: torch.Tensor,
+                    parts: dict[str, float]) -> torch.Tensor:
+        s = self.settings
+        gmacs = out.gmacs
+        if self.loop_gate is not None:
+            survival, mass = losses.exit_distribution(self.exit_hazard(out))
+            gmacs = losses.expected_cost(out.step_gmacs, survival)
+            at_exit = losses.expected_exit_loss(out.step_logits, labels, mass)
+            ce = (1 - s.exit_loss_weight) * ce + s.exit_loss_weight * at_exit
+            parts.update({"ce_exit": float(at_exit.detach()),
+                          "expected_gflops": float(gmacs.detach().mean())})
+        budget = self.budget()
+        flops = losses.efficiency_loss(gmacs, self.uniform_gmacs, budget)
         balance = losses.usage_balance_loss(out.decisions, out.looked_at)
         temperature, noise = self.decision()
         parts.update({"flops": float(flops.detach()), "balance": float(balance.detach()),
-                      "tau": temperature or 0.0, "noise": noise})
+                      "tau": temperature or 0.0, "noise": noise,
+                      **({} if budget is None else {"budget": budget})})
         return (1 - s.alpha) * ce + s.alpha * flops + s.beta * balance
-
 
 class FinetuneStage(_PolicyStage):
     """Backbone and classifier under the frozen selector's argmax decisions."""
