@@ -49,7 +49,7 @@ CONFIG = RSEEConfig(num_classes=10, resolutions=RESOLUTIONS, selector_hidden=16,
 PER_ENTRY = {
     "method", "policy", "threshold", "num_videos", "top1", "map", "gflops_per_video",
     "frames_processed", "resolution_histogram", "exit_step_histogram", "frames_per_s",
-    "videos_per_s", "seconds", "frame_accounting", "exited_early_fraction",
+    "videos_per_s", "seconds", "frame_accounting", "exited_early_fraction", "action_histogram",
 }
 BASELINES = {"uniform", "uniform_48", "uniform_40", "uniform_first_frame", "random",
              "resolution_only", "exit_only", "warm"}
@@ -205,7 +205,8 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
         "--json", str(out), "--plot", str(png), "--no-progress",
     ])
     assert status == 0
-    assert "uniform_first_frame" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "uniform_first_frame" in printed
     report = json.loads(out.read_text())
     for key in ("checkpoint", "data", "split", "frames", "num_videos", "classes", "machine",
                 "rsee", "baselines"):
@@ -222,10 +223,21 @@ def test_eval_json_and_plot(setup: dict[str, Path], capsys: pytest.CaptureFixtur
         assert PER_ENTRY <= set(entry), PER_ENTRY - set(entry)
         assert entry["num_videos"] == 5 and entry["videos_per_s"] > 0
         assert sum(entry["exit_step_histogram"].values()) == 5
+        # the actions split the resolution histogram's skips by their length
+        actions, by_resolution = entry["action_histogram"], entry["resolution_histogram"]
+        assert list(actions) == ["64", "48", "40", "skip 1", "skip 2", "skip 4"]
+        assert all(actions[r] == by_resolution[r] for r in ("64", "48", "40"))
+        assert sum(actions[f"skip {k}"] for k in (1, 2, 4)) == by_resolution["skip"]
+        assert sum(actions.values()) == pytest.approx(5 * entry["frames_looked_at"])
     base = report["baselines"]
     uniform = base["uniform"]
     assert uniform["frames_processed"] == FRAMES
     assert uniform["resolution_histogram"] == {"64": 5 * FRAMES, "48": 0, "40": 0, "skip": 0}
+    lines = printed.splitlines()
+    at = lines.index("RSEE actions (share of looked-at frames) per threshold:")
+    assert lines[at + 1].split() == ["thr", "frames", "64%", "48%", "40%", "skip", "1%", "skip",
+                                     "2%", "skip", "4%"]
+    assert [line.split()[0] for line in lines[at + 3:at + 5]] == ["0.20", "inf"]
     assert uniform["gflops_per_video"] == pytest.approx(
         report["uniform_gflops_per_video"]["64"])
     assert base["uniform_40"]["resolution_histogram"]["40"] == 5 * FRAMES
@@ -334,7 +346,8 @@ def test_eval_gate_override(setup: dict[str, Path], capsys: pytest.CaptureFixtur
     report = json.loads(out.read_text())
     assert report["data_set_checks"]["passed"] is None
     # the operating point (the checkpoint's eval_threshold 0.5) is the sweep's only threshold
-    assert report["operating_point"] == {"threshold": 0.5, "rsee_index": 0, "entry": None}
+    assert report["operating_point"] == {"threshold": 0.5, "rsee_index": 0, "entry": None,
+                                         "source": "training"}
     assert operating_entry(report) is report["rsee"][0]
     assert report["rsee"][0]["gate"] == "learned"
     assert report["baselines"]["exit_only"][0]["gate"] == "learned"
@@ -445,3 +458,27 @@ def test_formatting() -> None:
                         "passed": True}) == "PASS  y: a 1.000, b - (target t)"
     assert table([Column("name", 6, text=True), Column("v", 4)], [("ab", "1.0")]) == [
         "name      v", "-----------", "ab      1.0"]
+
+
+def test_the_plot_stars_the_operating_point() -> None:
+    from matplotlib.figure import Figure
+
+    from rsee_ros.evaluation.plot import _mark_operating_point
+
+    entries = [{"gflops_per_video": 0.3, "top1": 80.0}, {"gflops_per_video": 0.6, "top1": 88.0}]
+    for point, label in (
+        ({"threshold": 0.9, "rsee_index": 1, "entry": None, "source": "calibrated"},
+         "RSEE calibrated operating point (threshold 0.9)"),
+        ({"threshold": 0.5, "rsee_index": None, "source": "training",
+          "entry": {"gflops_per_video": 0.2, "top1": 70.0}},
+         "RSEE operating point (threshold 0.5)"),
+    ):
+        ax = Figure().add_subplot(1, 1, 1)
+        _mark_operating_point(ax, {"rsee": entries, "operating_point": point})
+        (star,) = ax.collections
+        assert star.get_label() == label
+        expected = entries[1] if point["rsee_index"] == 1 else point["entry"]
+        assert star.get_offsets().tolist() == [[expected["gflops_per_video"], expected["top1"]]]
+    ax = Figure().add_subplot(1, 1, 1)
+    _mark_operating_point(ax, {"rsee": [], "operating_point": {"threshold": 0.9}})
+    assert not ax.collections  # RSEE not run: nothing to mark

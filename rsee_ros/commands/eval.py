@@ -153,6 +153,27 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_actions(report: dict[str, Any]) -> str:
+    """RSEE's actions at every threshold: the share of looked-at frames that went to each
+    resolution and each skip length (from ``action_histogram``)."""
+    entries = [e for e in report["rsee"] if e.get("action_histogram")]
+    if not entries:
+        return "no action table: RSEE was not run"
+    names = list(entries[0]["action_histogram"])
+    columns = (Column("thr", 5), Column("frames", 6),
+               *(Column(f"{name}%", max(len(name) + 1, 6)) for name in names))
+    rows = []
+    for e in entries:
+        hist = e["action_histogram"]
+        looked = sum(hist.values())
+        thr = e["threshold"]
+        rows.append((thr if isinstance(thr, str) else format(thr, ".2f"),
+                     number(e["frames_processed"], ".2f"),
+                     *(percent(hist[n] / looked if looked else None, ".1f") for n in names)))
+    return "\n".join(["RSEE actions (share of looked-at frames) per threshold:",
+                      *table(columns, rows)])
+
+
 PER_CLASS_COLUMNS = (
     Column("class", 24, text=True), Column("videos", 6), Column("top1", 6), Column("frames", 6),
     Column("GFLOPs", 8),
@@ -212,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = jsonable(report)
     print(format_table(report))
+    print(format_actions(report))
     entry = operating_entry(report)
     print(format_per_class(report, entry))
     if args.json:

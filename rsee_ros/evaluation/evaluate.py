@@ -42,6 +42,7 @@ from rsee_ros.evaluation.methods import (
     settings_json,
 )
 from rsee_ros.evaluation.metrics import (
+    action_histogram,
     exit_step_histogram,
     expected_calibration_error,
     frame_accounting,
@@ -61,7 +62,8 @@ __all__ = [
 Wrap = Callable[[Iterable[Any]], Iterable[Any]]
 
 # the per-video outputs of infer_batch that a summary reads
-_OUTPUTS = ("gmacs", "frames_processed", "resolutions", "looked_at", "exit_step", "exited_early")
+_OUTPUTS = ("gmacs", "frames_processed", "resolutions", "looked_at", "actions", "exit_step",
+            "exited_early")
 OPERATING_POINT = "operating_point"
 """The group of the extra RSEE run at the operating threshold when the sweep lacks it."""
 PER_VIDEO = ("rsee", "uniform", OPERATING_POINT)
@@ -78,6 +80,7 @@ class _Collected:
     frames_processed: list[np.ndarray] = field(default_factory=list)
     resolutions: list[np.ndarray] = field(default_factory=list)
     looked_at: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
     exit_step: list[np.ndarray] = field(default_factory=list)
     exited_early: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
@@ -181,6 +184,8 @@ def summarize(
         "exited_early_fraction": float(exited.mean()) if n else math.nan,
         "resolution_histogram": resolution_histogram(resolutions, looked,
                                                      model.config.resolutions),
+        "action_histogram": action_histogram(collected.cat("actions"), model.config.resolutions,
+                                             model.config.skip_steps or ()),
         "frame_accounting": frame_accounting(resolutions, looked, exit_step, exited),
         "exit_step_histogram": exit_step_histogram(exit_step, exited, frames),
         "seconds": seconds,
@@ -374,6 +379,9 @@ def evaluate(
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
     operating_point = _operating_point(operating, in_sweep, grouped)
+    operating_point["source"] = ("given" if operating_threshold is not None else
+                                 "calibrated" if main.metadata.get("operating_point")
+                                 else "training")
     return {
         **_report_header(checkpoint, data, split, frames, main, data_cfg, bundle,
                          num_videos=len(indices), batch_size=batch_size,

@@ -82,6 +82,17 @@ def resolution_histogram(
     return hist
 
 
+def action_histogram(
+    actions: object, model_resolutions: Sequence[int], skip_steps: Sequence[int]
+) -> dict[str, int]:
+    """Looked-at frames by the action the policy took: each resolution (``"112"``) and each
+    skip length (``"skip 2"``: skip this frame and the next). ``actions`` is ``(N, T)``: the
+    action index (resolutions, then skips), -1 where the frame was not looked at."""
+    acts = _numpy(actions)
+    names = [str(int(r)) for r in model_resolutions] + [f"{SKIP} {int(k)}" for k in skip_steps]
+    return {name: int(np.sum(acts == index)) for index, name in enumerate(names)}
+
+
 def frame_accounting(resolutions: object, looked_at: object, exit_step: object,
                      exited_early: object) -> dict[str, int]:
     """Every (video, frame) slot by what happened to it: ``processed``, ``skipped`` (the selector
@@ -174,6 +185,7 @@ __all__ = [
     "ECE_BINS",
     "NO_EXIT",
     "SKIP",
+    "action_histogram",
     "average_precision",
     "calibration_error",
     "confusion_matrix",

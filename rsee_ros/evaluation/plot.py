@@ -61,6 +61,7 @@ def plot_accuracy_vs_gflops(
             ax.plot(xs, ys, marker=marker, label=label_for(name, checkpoints), **style)
         else:
             ax.scatter(xs, ys, marker=marker, s=55, label=label_for(name, checkpoints), zorder=4)
+    _mark_operating_point(ax, report)
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(_log_tick))
@@ -74,6 +75,20 @@ def plot_accuracy_vs_gflops(
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _mark_operating_point(ax: Any, report: Mapping[str, Any]) -> None:
+    """A star on RSEE's operating point (the threshold the node and ``rsee bench`` default to:
+    the calibrated one when the checkpoint has it), labelled with that threshold."""
+    point = report.get("operating_point") or {}
+    index = point.get("rsee_index")
+    entry = report["rsee"][index] if index is not None else point.get("entry")
+    if not entry or not _points([entry]):
+        return
+    (x, y), = _points([entry])
+    calibrated = "calibrated " if point.get("source") == "calibrated" else ""
+    ax.scatter([x], [y], marker="*", s=260, color="gold", edgecolors="black", zorder=6,
+               label=f"RSEE {calibrated}operating point (threshold {point.get('threshold')})")
 
 
 def _save(fig: Figure, out: str | Path) -> Path:

@@ -32,10 +32,12 @@ class VideoState:
 
 @dataclass
 class StepResult:
-    """What happened to frame ``step`` of each video in the batch (:meth:`RSEEModel.advance`)."""
+    """What happened to frame ``step`` of each video in the batch (:meth:`RSEEModel.advance`):
+    ``action`` is the index of the action taken (resolutions, then skips; -1: not looked at)."""
 
     step: int
     looked_at: torch.Tensor
+    action: torch.Tensor
     resolution: torch.Tensor
     processed: torch.Tensor
     exited: torch.Tensor
@@ -45,10 +47,12 @@ class StepResult:
 
 @dataclass
 class BatchInference:
-    """Result of :meth:`RSEEModel.infer_batch` for ``B`` videos of ``T`` frames."""
+    """Result of :meth:`RSEEModel.infer_batch` for ``B`` videos of ``T`` frames (``actions``
+    ``(B, T)`` as :attr:`StepResult.action`)."""
 
     resolutions: torch.Tensor
     looked_at: torch.Tensor
+    actions: torch.Tensor
     probabilities: torch.Tensor
     exit_step: torch.Tensor
     exited_early: torch.Tensor

@@ -163,7 +163,8 @@ class RSEEModel(nn.Module):
         resolution_table = torch.tensor(cfg.resolutions + (0,), device=frames.device)
         resolution = torch.where(processed, resolution_table[actions.clamp(0, num_res)], 0)
         result = StepResult(
-            step=state.step, looked_at=looked_at, resolution=resolution, processed=processed,
+            step=state.step, looked_at=looked_at, action=torch.where(looked_at, actions, -1),
+            resolution=resolution, processed=processed,
             exited=exited_now, logits=state.logits.clone(), gmacs=gmacs,
         )
         state.step += 1
@@ -214,23 +215,26 @@ class RSEEModel(nn.Module):
         state = self.initial_state(batch, settings)
         mask = self.action_mask(settings)
         exit_step = torch.full((batch,), steps - 1, dtype=torch.long, device=self.device)
-        resolutions, looked_at, step_logits = [], [], []
+        resolutions, looked_at, actions, step_logits = [], [], [], []
         for t in range(steps):
             result = self.advance(state, frames[:, t], settings, mask)
             exit_step = torch.where(result.exited, t, exit_step)
             resolutions.append(result.resolution)
             looked_at.append(result.looked_at)
+            actions.append(result.action)
             step_logits.append(result.logits)
             if bool(state.exited.all()):
                 remaining = steps - t - 1
                 zeros = torch.zeros(batch, dtype=torch.long, device=self.device)
                 resolutions.extend([zeros] * remaining)
                 looked_at.extend([zeros.bool()] * remaining)
+                actions.extend([zeros - 1] * remaining)
                 step_logits.extend([state.logits] * remaining)
                 break
         return BatchInference(
             resolutions=torch.stack(resolutions, 1),
             looked_at=torch.stack(looked_at, 1),
+            actions=torch.stack(actions, 1),
             probabilities=torch.softmax(state.logits, -1),
             exit_step=exit_step,
             exited_early=state.exited,
