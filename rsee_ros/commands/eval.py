@@ -44,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{' '.join(map(str, DEFAULT_THRESHOLDS))})")
     parser.add_argument("--threshold", default=None, metavar="X",
                         help="RSEE's operating point: the threshold of the per-class table and "
-                        "the confusion matrix (default: the checkpoint's training "
-                        "eval_threshold, else 0.9; run once more if not in --thresholds)")
+                        "the confusion matrix, starred in the plot (default: the checkpoint's "
+                        "calibrated operating point, else its training eval_threshold, else "
+                        "0.9; run once more if not in --thresholds)")
     parser.add_argument("--baselines", nargs="+", default=[], metavar="CKPT",
                         help="separately trained baseline checkpoints (labelled by file stem)")
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=CKPT[:MODE]",
