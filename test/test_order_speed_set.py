@@ -82,7 +82,7 @@ def test_each_version_moves_as_its_class_says(built) -> None:
     width = 80  # 160 px at half the height
     assert mirrored == pytest.approx(width - 1 - forward, abs=0.35)
     # segment 2 starts 16 frames into the clip
-    assert forward[0] == pytest.approx(16 * step + 7.5 * step, abs=1.0)
+    assert forward[0] == pytest.approx((STEP * 16 + 7.5) / 2, abs=1.0)
 
 
 def test_a_clip_too_short_for_two_segments_is_one_line(tmp_path: Path, capsys) -> None:
