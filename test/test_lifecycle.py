@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -75,4 +76,43 @@ def test_a_signal_during_startup_is_a_clean_stop(module: str, ros_args: tuple[st
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
+    assert "Traceback" not in out + err, err
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_the_program_exits_is_a_clean_exit(number: int, tmp_path: Path) -> None:
+    """A node program that ends on its own (a source at the end of its video) can be asked to
+    stop while the interpreter finalises, when Python's handlers are gone; signals land here
+    every half millisecond until the process is gone (without exit_status it dies of the
+    signal)."""
+    ready = tmp_path / "ready"
+    program = (
+        "import sys, time\n"
+        "from rsee_ros.ros.lifecycle import exit_status, process_stop_request\n"
+        "process_stop_request()\n"
+        "import numpy, json, asyncio  # some modules to finalise\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(0.2)\n"
+        "sys.exit(exit_status(0))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert ready.exists(), proc.communicate()
+        signals = 0
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, number)
+                signals += 1
+            time.sleep(0.0005)
+        out, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert signals > 0
+    assert proc.returncode == 0, (proc.returncode, err)
     assert "Traceback" not in out + err, err

@@ -21,7 +21,7 @@ topic has a matched subscriber; the ``published`` counts are logged at exit.
 
 from __future__ import annotations
 
-from rsee_ros.ros.lifecycle import process_stop_request, run_node
+from rsee_ros.ros.lifecycle import exit_status, process_stop_request, run_node
 
 if __name__ == "__main__":
     process_stop_request()  # a signal during the imports below is a clean stop too
@@ -155,4 +155,4 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TypeVar
 
-__all__ = ["POLL_S", "StopRequest", "process_stop_request", "run_node"]
+__all__ = ["POLL_S", "StopRequest", "exit_status", "process_stop_request", "run_node"]
 
 POLL_S = 0.1
 """Longest time the spin loop waits before it looks at the stop request again."""
@@ -68,6 +68,18 @@ def process_stop_request() -> StopRequest:
     if _PROCESS_STOP is None:
         _PROCESS_STOP = StopRequest().install()
     return _PROCESS_STOP
+
+
+def exit_status(status: int) -> int:
+    """``status``, once SIGINT and SIGTERM are ignored: what a node program returns to
+    ``sys.exit``. The program is ending, so a stop asked for now has nothing left to stop; and
+    while the interpreter finalises it puts the default handlers back (Python-level handlers
+    go), so a signal landing then would otherwise kill the process (exit status -2, seen when a
+    benchmark stopped a source that was already exiting on its own). Ignored signals stay
+    ignored through finalisation."""
+    for number in _STOP_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    return status
 
 
 def run_node(

@@ -31,7 +31,7 @@ type, default, range and description, the source of config/rsee.yaml and docs/no
 
 from __future__ import annotations
 
-from rsee_ros.ros.lifecycle import process_stop_request, run_node
+from rsee_ros.ros.lifecycle import exit_status, process_stop_request, run_node
 
 if __name__ == "__main__":
     # Run as a program (python -m): signals become a stop request before the imports below,
@@ -527,5 +527,5 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))
 

@@ -7,7 +7,7 @@ start-up is then a clean exit too.
 
 from __future__ import annotations
 
-from rsee_ros.ros.lifecycle import process_stop_request
+from rsee_ros.ros.lifecycle import exit_status, process_stop_request
 
 
 def rsee_node() -> int:
@@ -15,7 +15,7 @@ def rsee_node() -> int:
     process_stop_request()
     from rsee_ros.ros.node import main
 
-    return main()
+    return exit_status(main())
 
 
 def video_source() -> int:
@@ -23,4 +23,4 @@ def video_source() -> int:
     process_stop_request()
     from rsee_ros.ros.video_source import main
 
-    return main()
+    return exit_status(main())

@@ -26,7 +26,7 @@ Over 400 lines because of its parameter table (PARAMETERS, about 120 lines).
 
 from __future__ import annotations
 
-from rsee_ros.ros.lifecycle import process_stop_request, run_node
+from rsee_ros.ros.lifecycle import exit_status, process_stop_request, run_node
 
 if __name__ == "__main__":
     # Run as a program (python -m): signals become a stop request before the imports below,
@@ -460,4 +460,4 @@ def _finish(node: VideoSource, stopped: bool) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))
