@@ -73,6 +73,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def operating_entry(report: Any) -> dict[str, Any] | None:
+    """The RSEE entry of an ``rsee eval`` report at its operating point (None: no RSEE entry
+    there)."""
+    point = report.get("operating_point") or {}
+    if point.get("rsee_index") is not None:
+        return report["rsee"][point["rsee_index"]]
+    return point.get("entry")
+
+
 def write_json_report(path: str | Path, report: Any) -> None:
     """Write a report as strict JSON (NaN not allowed: pass it through :func:`jsonable` first)."""
     path = Path(path)

@@ -26,6 +26,7 @@ from rsee_ros.evaluation.common import (
     DEFAULT_THRESHOLDS,
     GFLOPS_UNIT,
     BaselineCheckpoint,
+    operating_entry,
     parse_threshold,
     threshold_json,
 )
@@ -286,21 +287,15 @@ def _operating_method(
     return None, [Method(OPERATING_POINT, rsee.model, settings)]
 
 
-def _operating_point(threshold: float, rsee_index: int | None, grouped: dict[str, Any]
-                     ) -> dict[str, Any]:
-    """The report's ``operating_point``; takes the extra RSEE run's entry out of ``grouped``."""
+def _operating_point(threshold: float, rsee_index: int | None, grouped: dict[str, Any],
+                     source: str) -> dict[str, Any]:
+    """The report's ``operating_point``; takes the extra RSEE run's entry out of ``grouped``.
+    ``source`` says where the threshold came from (``given``, ``calibrated``, ``training``)."""
     entry = grouped.pop(OPERATING_POINT, None)
     if entry is not None:
         entry["method"] = "rsee"  # an RSEE entry, run apart from the sweep
-    return {"threshold": threshold_json(threshold), "rsee_index": rsee_index, "entry": entry}
-
-
-def operating_entry(report: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The RSEE entry of a report at its operating point (None: no RSEE entry there)."""
-    point = report.get("operating_point") or {}
-    if point.get("rsee_index") is not None:
-        return report["rsee"][point["rsee_index"]]
-    return point.get("entry")
+    return {"threshold": threshold_json(threshold), "rsee_index": rsee_index, "entry": entry,
+            "source": source}
 
 
 def _summaries(
@@ -378,10 +373,9 @@ def evaluate(
                            metadata_temperature(main.metadata))
     grouped = group_results(methods, summaries)
     rsee = grouped.pop("rsee", [])
-    operating_point = _operating_point(operating, in_sweep, grouped)
-    operating_point["source"] = ("given" if operating_threshold is not None else
-                                 "calibrated" if main.metadata.get("operating_point")
-                                 else "training")
+    source = ("given" if operating_threshold is not None else
+              "calibrated" if main.metadata.get("operating_point") else "training")
+    operating_point = _operating_point(operating, in_sweep, grouped, source)
     return {
         **_report_header(checkpoint, data, split, frames, main, data_cfg, bundle,
                          num_videos=len(indices), batch_size=batch_size,

@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from rsee_ros.evaluation.common import operating_entry
 from rsee_ros.evaluation.methods import label_for
 from rsee_ros.evaluation.metrics import confusion_matrix
 
@@ -81,8 +82,7 @@ def _mark_operating_point(ax: Any, report: Mapping[str, Any]) -> None:
     """A star on RSEE's operating point (the threshold the node and ``rsee bench`` default to:
     the calibrated one when the checkpoint has it), labelled with that threshold."""
     point = report.get("operating_point") or {}
-    index = point.get("rsee_index")
-    entry = report["rsee"][index] if index is not None else point.get("entry")
+    entry = operating_entry(report)
     if not entry or not _points([entry]):
         return
     (x, y), = _points([entry])

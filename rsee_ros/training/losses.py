@@ -6,6 +6,14 @@ import torch
 import torch.nn.functional as F
 
 
+def step_cross_entropy(step_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy ``(B, T)`` of the prediction after every step against the video's label."""
+    batch, steps, classes = step_logits.shape
+    return F.cross_entropy(
+        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
+    ).view(batch, steps)
+
+
 def accuracy_loss(
     step_logits: torch.Tensor, labels: torch.Tensor, seen: torch.Tensor, step_weight: float
 ) -> torch.Tensor:
@@ -15,10 +23,7 @@ def accuracy_loss(
     final = F.cross_entropy(step_logits[:, -1], labels)
     if step_weight <= 0:
         return final
-    batch, steps, classes = step_logits.shape
-    per_step = F.cross_entropy(
-        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
-    ).view(batch, steps)
+    per_step = step_cross_entropy(step_logits, labels)
     weights = seen.float()
     per_step = (per_step * weights).sum() / weights.sum().clamp_min(1.0)
     return (1 - step_weight) * final + step_weight * per_step
@@ -72,11 +77,7 @@ def expected_exit_loss(
 ) -> torch.Tensor:
     """Cross-entropy of the prediction the video reports, expected under the exit: the
     per-step cross-entropies weighted by the exit mass (:func:`exit_distribution`)."""
-    batch, steps, classes = step_logits.shape
-    per_step = F.cross_entropy(
-        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
-    ).view(batch, steps)
-    return (per_step * mass).sum(1).mean()
+    return (step_cross_entropy(step_logits, labels) * mass).sum(1).mean()
 
 
 def scheduled_budget(start: float | None, final: float | None, epoch: int, epochs: int
@@ -101,10 +102,8 @@ def exit_pseudo_labels(
 ) -> torch.Tensor:
     """FrameExit-style targets: exiting at step t is right when the prediction there is correct
     and its loss is below a bound that grows with t (later exits tolerate more doubt)."""
-    batch, steps, classes = step_logits.shape
-    loss = F.cross_entropy(
-        step_logits.reshape(-1, classes), labels.repeat_interleave(steps), reduction="none"
-    ).view(batch, steps)
+    steps = step_logits.shape[1]
+    loss = step_cross_entropy(step_logits, labels)
     correct = step_logits.argmax(-1) == labels.unsqueeze(1)
     bound = base_loss + cost_per_step * torch.arange(steps, device=step_logits.device)
     return (correct & (loss <= bound)).float()

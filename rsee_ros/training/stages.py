@@ -17,6 +17,7 @@ from torch import nn
 
 from rsee_ros.model import RSEEModel, TrainOutput, load_checkpoint
 from rsee_ros.model.backbones import MultiResolutionBackbone
+from rsee_ros.model.gate import confidence_exit_score
 from rsee_ros.training import losses
 from rsee_ros.training.config import TrainConfig
 
@@ -309,7 +310,7 @@ class JointStage(_PolicyStage):
         if gate == "learned":
             scores = torch.sigmoid(out.exit_logits)
         else:
-            scores = torch.softmax(out.step_logits, -1).amax(-1)
+            scores = confidence_exit_score(out.step_logits)
         threshold = self.config.train.eval_threshold if s.exit_threshold is None \
             else s.exit_threshold
         return losses.soft_exit_hazard(scores, out.processed, threshold, s.exit_temperature)
@@ -333,6 +334,7 @@ class JointStage(_PolicyStage):
                       "tau": temperature or 0.0, "noise": noise,
                       **({} if budget is None else {"budget": budget})})
         return (1 - s.alpha) * ce + s.alpha * flops + s.beta * balance
+
 
 class FinetuneStage(_PolicyStage):
     """Backbone and classifier under the frozen selector's argmax decisions."""
