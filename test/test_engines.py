@@ -30,6 +30,9 @@ CONFIGS = {
                                         selector_blocks=4, selector_sees_state=True),
     "mobilenet_separate_selector_gru": RSEEConfig(**TINY, selector_rnn="gru",
                                                   accumulator="mean"),
+    "mobilenet_temporal_shift_after_look": RSEEConfig(
+        **TINY, selector_shares_backbone=True, selector_blocks=4, selector_sees_state=True,
+        temporal_shift=0.25),
     "resnet18_per_resolution_learned_gate": RSEEConfig(
         **TINY, backbone="resnet18", backbone_mode="per_resolution",
         per_resolution_backbones=("resnet18", "resnet18"), gate="learned", accumulator="max"),

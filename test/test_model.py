@@ -87,6 +87,12 @@ VARIANTS = {
                                     "selector_sees_state": True},
     "per-resolution": {"backbone_mode": "per_resolution",
                        "per_resolution_backbones": ("resnet18", "mobilenet_v2", "mobilenet_v2")},
+    "temporal-shift-after-partial-look": {"selector_shares_backbone": True, "selector_blocks": 7,
+                                          "selector_sees_state": True, "temporal_shift": 0.25},
+    "temporal-shift-chosen-blocks": {"temporal_shift": 0.125, "temporal_shift_blocks": (3, 6, 13),
+                                     "accumulator": "mean"},
+    "temporal-shift-resnet": {"backbone": "resnet18", "temporal_shift": 0.125, "skip_steps": (),
+                              "temporal_shift_blocks": (5, 7, 9)},
 }
 
 

@@ -11,6 +11,7 @@ argmax, skips, the reuse rule, the FLOPs table, the exit rule, all from
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +24,9 @@ from rsee_ros.model.flops import FlopsTable
 from rsee_ros.model.gate import should_exit
 from rsee_ros.model.settings import InferenceSettings, allowed_actions, fixed_index
 from rsee_ros.model.streaming import FrameStep
+from rsee_ros.model.temporal import resample
 
-__all__ = ["Engine", "EngineSession", "EngineState"]
+__all__ = ["Engine", "EngineSession", "EngineState", "past_maps"]
 
 
 @dataclass
@@ -38,6 +40,20 @@ class EngineState:
     """The last look's backbone pass (the lowest resolution continues it)."""
     logits: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """The prediction after the last processed frame (the prior before any)."""
+    shift: tuple[Any, ...] | None = None
+    """The temporal shift's maps of the last processed frame, per shifted block (``None``:
+    none yet, the past is zeros)."""
+
+
+def past_maps(shapes: Sequence[tuple[int, ...]], previous: Sequence[Any] | None
+              ) -> list[torch.Tensor]:
+    """The temporal shift's past for a graph whose maps have ``shapes``: zeros before the first
+    processed frame, else the ``previous`` frame's maps resampled to these sizes by the model's
+    own :func:`~rsee_ros.model.temporal.resample` (so every engine resamples alike)."""
+    if previous is None:
+        return [torch.zeros(shape) for shape in shapes]
+    return [resample(torch.as_tensor(old).float(), shape[-2:])
+            for old, shape in zip(previous, shapes, strict=True)]
 
 
 class Engine(ABC):

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from rsee_ros.engine.base import Engine
-from rsee_ros.engine.graphs import LookGraph, ProcessGraph, resolution_model
+from rsee_ros.engine.graphs import LookGraph, ProcessGraph, resolution_model, shift_shapes
 from rsee_ros.model.checkpoint import Checkpoint
 from rsee_ros.model.preprocess import IMAGENET_MEAN, IMAGENET_STD, short_side_for
 from rsee_ros.model.settings import InferenceSettings
@@ -81,20 +81,26 @@ def _graph_specs(checkpoint: Checkpoint) -> list[tuple[str, nn.Module, tuple, li
     look_out = ["action_logits", *(f"{n}_out" for n in _state_names(cfg.selector_rnn))]
     if cfg.selector_shares_backbone:
         look_out.append("look_pass")
+    # The temporal shift's cache as explicit inputs and outputs, one map per shifted block.
+    shift = [[torch.rand(shape) for shape in shift_shapes(model, i)]
+             for i in range(cfg.num_resolutions)]
+    shift_in = [f"shift_{k}" for k in range(len(shift[0]))]
+    shift_out = [f"{name}_out" for name in shift_in]
     specs: list[tuple[str, nn.Module, tuple, list, list]] = [
         ("look", LookGraph(copies[last]), (frame, summary, count, *selector),
          ["frame", "summary", "count", *_state_names(cfg.selector_rnn)], look_out),
     ]
     for index, r in enumerate(cfg.resolutions):
         specs.append((f"process_{r}", ProcessGraph(copies[index], index),
-                      (frame, summary, count), ["frame", "summary", "count"], fold_out))
+                      (frame, summary, count, *shift[index]),
+                      ["frame", "summary", "count", *shift_in], fold_out + shift_out))
     if cfg.selector_shares_backbone:
         with torch.no_grad():
             look_pass = LookGraph(copies[last])(frame, summary, count, *selector)[-1]
         specs.append((f"finish_{cfg.resolutions[last]}",
                       ProcessGraph(copies[last], last, from_look=True),
-                      (look_pass.clone(), summary, count), ["look_pass", "summary", "count"],
-                      fold_out))
+                      (look_pass.clone(), summary, count, *shift[last]),
+                      ["look_pass", "summary", "count", *shift_in], fold_out + shift_out))
     return specs
 
 

@@ -29,8 +29,9 @@ from rsee_ros.model.backbones import MultiResolutionBackbone, SwitchableBatchNor
 from rsee_ros.model.gate import confidence_exit_score
 from rsee_ros.model.preprocess import resize_frames
 from rsee_ros.model.rsee import RSEEModel
+from rsee_ros.model.temporal import ShiftInput
 
-__all__ = ["LookGraph", "ProcessGraph", "fold_batchnorm", "resolution_model"]
+__all__ = ["LookGraph", "ProcessGraph", "fold_batchnorm", "resolution_model", "shift_shapes"]
 
 
 def resolution_model(model: RSEEModel, index: int, *, fold: bool = False) -> RSEEModel:
@@ -98,10 +99,13 @@ class LookGraph(nn.Module):
 
 
 class ProcessGraph(nn.Module):
-    """``(input, summary, count) -> (summary, count, logits, confidence, gate_probability)``.
+    """``(input, summary, count, *shift) -> (summary, count, logits, confidence,
+    gate_probability, *shift)``.
 
     ``input`` is the ``(1, 3, S, S)`` frame, resized here to resolution ``index``, or with
-    ``from_look`` the look's backbone pass (the lowest resolution continues it).
+    ``from_look`` the look's backbone pass (the lowest resolution continues it). With the
+    temporal shift, ``shift`` is the past of every shifted block, already at this resolution's
+    map sizes (:func:`shift_shapes`), and the outputs end with the frame's own maps there.
     """
 
     def __init__(self, model: RSEEModel, index: int, *, from_look: bool = False) -> None:
@@ -117,15 +121,36 @@ class ProcessGraph(nn.Module):
             return step.finish_look(self.model, x)
         return self.model.backbone(resize_frames(x, self.resolution), self.index)
 
-    def forward(self, x: torch.Tensor, summary: torch.Tensor, count: torch.Tensor
-                ) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, summary: torch.Tensor, count: torch.Tensor,
+                *shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
         model = self.model
-        folded = step.fold(model.accumulator, (summary, count), self.features(x),
+        source = ShiftInput.of_maps(shift) if shift else None
+        with model.backbone.shifting(source) as shifts:
+            features = self.features(x)
+        folded = step.fold(model.accumulator, (summary, count), features,
                            torch.ones(x.shape[0], device=x.device))
         gate = torch.sigmoid(model.exit_gate(folded.current, folded.previous))
         new_summary, new_count = folded.state
+        presents = tuple(source.present_maps(len(shifts))) if source is not None else ()
         return (new_summary, new_count, folded.logits, confidence_exit_score(folded.logits),
-                gate)
+                gate, *presents)
+
+
+def shift_shapes(model: RSEEModel, index: int) -> list[tuple[int, ...]]:
+    """Shapes ``(1, fold, h, w)`` of the temporal shift's maps of one frame at resolution
+    ``index``, per shifted block (empty without the shift); the processing graphs' ``shift``."""
+    if not model.backbone.shifts:
+        return []
+    size = model.config.max_resolution
+    source = ShiftInput()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), model.backbone.shifting(source) as shifts:
+            model.frame_features(torch.zeros(1, 3, size, size, device=model.device), index)
+    finally:
+        model.train(was_training)
+    return [tuple(m.shape) for m in source.present_maps(len(shifts))]
 
 
 def uses_switchable_batchnorm(model: RSEEModel) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rsee_ros.engine.base import Engine, EngineState
+from rsee_ros.engine.base import Engine, EngineState, past_maps
 from rsee_ros.engine.export import ExportError, as_numpy, check_graph, load_manifest
 from rsee_ros.model.config import RSEEConfig
 from rsee_ros.model.flops import FlopsTable
@@ -78,6 +78,10 @@ class OnnxRuntimeEngine(Engine):
             path = check_graph(self.directory, name, graphs[name])
             self._sessions[name] = ort.InferenceSession(str(path), options, providers=providers)
             self._inputs[name] = [i.name for i in self._sessions[name].get_inputs()]
+        # The temporal shift's inputs (after frame, summary and count) have static shapes.
+        self._shift_shapes = {
+            name: [tuple(i.shape) for i in session.get_inputs()[3:]]
+            for name, session in self._sessions.items() if name != "look"}
         self._check_outputs()
         self._summary0 = np.asarray([initial["summary"]], np.float32)
         self._prior = np.asarray(initial["prior_logits"], np.float32)
@@ -149,10 +153,12 @@ class OnnxRuntimeEngine(Engine):
                 ) -> tuple[float, float]:
         name = self._finish if from_look else self._resolution_graphs[index]
         names = self._inputs[name]
+        past = [as_numpy(m) for m in past_maps(self._shift_shapes[name], state.shift)]
         out = self._sessions[name].run(
-            None, dict(zip(names, (frame, state.summary, state.count), strict=True)))
+            None, dict(zip(names, (frame, state.summary, state.count, *past), strict=True)))
         state.summary, state.count = out[0], out[1]
         state.logits = out[2][0]
+        state.shift = tuple(out[5:]) if len(out) > 5 else None
         return float(out[3][0]), float(out[4][0])
 
     def describe(self) -> str:

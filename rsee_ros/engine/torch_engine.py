@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsee_ros.engine.base import Engine, EngineState
-from rsee_ros.engine.graphs import LookGraph, ProcessGraph, resolution_model
+from rsee_ros.engine.base import Engine, EngineState, past_maps
+from rsee_ros.engine.graphs import LookGraph, ProcessGraph, resolution_model, shift_shapes
 from rsee_ros.model.rsee import RSEEModel
 
 __all__ = ["FusedTorchEngine", "TorchEngine"]
@@ -32,6 +32,7 @@ class TorchEngine(Engine):
         self.metadata = dict(metadata or {})
         self._device = model.device
         self.device = str(self._device)
+        self._shift_shapes = [shift_shapes(model, i) for i in range(self.config.num_resolutions)]
         self._look, self._process, self._finish = self._graphs()
         with torch.no_grad():
             summary, count = model.accumulator.initial_state(1, self._device)
@@ -65,8 +66,11 @@ class TorchEngine(Engine):
     def process(self, index: int, frame: torch.Tensor, state: EngineState, *, from_look: bool
                 ) -> tuple[float, float]:
         graph = self._finish if from_look else self._process[index]
-        summary, count, logits, confidence, gate = graph(frame, state.summary, state.count)
+        past = [m.to(self._device) for m in past_maps(self._shift_shapes[index], state.shift)]
+        summary, count, logits, confidence, gate, *shift = graph(
+            frame, state.summary, state.count, *past)
         state.summary, state.count = summary, count
+        state.shift = tuple(shift) if shift else None
         state.logits = logits[0].float().cpu().numpy()
         return float(confidence[0]), float(gate[0])
 
@@ -86,15 +90,17 @@ class FusedTorchEngine(TorchEngine):
         frame = frame.contiguous(memory_format=torch.channels_last)
         state = self.model.accumulator.initial_state(1, device)
         selector = tuple(self.model.selector.initial_state(1, device))
+        past = [[torch.zeros(shape, device=device) for shape in shapes]
+                for shapes in self._shift_shapes]
         look = _freeze(LookGraph(copies[last]), (frame, *state, *selector))
-        processes = [_freeze(ProcessGraph(copies[i], i), (frame, *state))
+        processes = [_freeze(ProcessGraph(copies[i], i), (frame, *state, *past[i]))
                      for i in range(cfg.num_resolutions)]
         finish = None
         if cfg.selector_shares_backbone:
             with torch.no_grad():
                 look_pass = LookGraph(copies[last])(frame, *state, *selector)[-1]
             finish = _freeze(ProcessGraph(copies[last], last, from_look=True),
-                             (look_pass, *state))
+                             (look_pass, *state, *past[last]))
         return look, processes, finish
 
     def prepare(self, frame: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ which is RSEE's single-backbone design.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 
@@ -18,6 +19,7 @@ from torch import nn
 from torchvision import models
 
 from rsee_ros.model.config import BACKBONE_NAMES
+from rsee_ros.model.temporal import ShiftInput, TemporalShift, install_shifts
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,12 @@ def _replace_batchnorms(module: nn.Module, num_branches: int) -> list[Switchable
 
 
 class MultiResolutionBackbone(nn.Module):
-    """One CNN shared by all resolutions, with resolution-specific BatchNorm branches."""
+    """One CNN shared by all resolutions, with resolution-specific BatchNorm branches; with
+    ``temporal_shift`` > 0, the online temporal shift at ``shift_blocks`` (``None``: every
+    residual block from trunk index ``first_shift_block`` on; :mod:`rsee_ros.model.temporal`)."""
 
-    def __init__(self, name: str, num_resolutions: int) -> None:
+    def __init__(self, name: str, num_resolutions: int, *, temporal_shift: float = 0.0,
+                 shift_blocks: Sequence[int] | None = None, first_shift_block: int = 0) -> None:
         super().__init__()
         spec = backbone_spec(name)
         self.name = name
@@ -139,6 +144,21 @@ class MultiResolutionBackbone(nn.Module):
         self.num_resolutions = num_resolutions
         self.net = spec.factory()
         self._switches = _replace_batchnorms(self.net, num_resolutions)
+        self.shifts: list[TemporalShift] = (
+            install_shifts(self.net.trunk, shift_blocks, temporal_shift, first_shift_block)
+            if temporal_shift else [])
+
+    @contextmanager
+    def shifting(self, source: ShiftInput | None) -> Iterator[list[TemporalShift]]:
+        """Calls inside take their shifted channels from ``source`` (``None``: zeros); yields
+        the shifts, whose ``present`` is the last call's own channels."""
+        for shift in self.shifts:
+            shift.source = source
+        try:
+            yield self.shifts
+        finally:
+            for shift in self.shifts:
+                shift.source = None
 
     def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Features ``(N, D)`` of frames already resized to resolution ``resolution_index``."""
@@ -177,6 +197,8 @@ class MultiResolutionBackbone(nn.Module):
                 plain_key = ".".join(parts[:at] + parts[at + 2 :])
             else:
                 plain_key = key
+            # a temporal shift wraps a residual branch: the plain network has no ".branch"
+            plain_key = ".".join(p for p in plain_key.split(".") if p != "branch")
             if plain_key not in state:
                 raise KeyError(f"pretrained weights lack {plain_key!r}")
             mapped[key] = state[plain_key]
@@ -198,6 +220,12 @@ class PerResolutionBackbones(nn.Module):
             else nn.Linear(spec.feature_dim, self.feature_dim)
             for spec in specs
         )
+        self.shifts: list[TemporalShift] = []  # no temporal shift across separate networks
+
+    @contextmanager
+    def shifting(self, source: ShiftInput | None) -> Iterator[list[TemporalShift]]:
+        """No shifted blocks: calls are unaffected (the interface of the shared backbone)."""
+        yield self.shifts
 
     def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Features ``(N, D)`` from the backbone assigned to ``resolution_index``."""

@@ -28,7 +28,10 @@ def build_backbone(config: RSEEConfig) -> Backbone:
     """The backbone: shared with resolution-specific BatchNorm, or one network per resolution."""
     names = config.backbone_names()
     if config.backbone_mode == "shared":
-        return MultiResolutionBackbone(names[0], config.num_resolutions)
+        return MultiResolutionBackbone(
+            names[0], config.num_resolutions, temporal_shift=config.temporal_shift,
+            shift_blocks=config.temporal_shift_blocks,
+            first_shift_block=config.first_shiftable_block)
     return PerResolutionBackbones(names)
 
 

@@ -27,6 +27,11 @@ class RSEEConfig:
     ``selector_blocks`` limits that look to the backbone's first blocks (a cheaper selector whose
     partial pass the lowest resolution continues from), and ``selector_sees_state`` also feeds the
     selector the accumulated video representation (what has been seen so far).
+    ``temporal_shift`` > 0 turns on the online temporal shift (:mod:`rsee_ros.model.temporal`):
+    that fraction of the channels of each residual branch in ``temporal_shift_blocks`` (block
+    numbers; ``None``: every residual block after the selector's look) comes from the video's
+    previous processed frame. It needs ``backbone_mode="shared"`` and, when the selector looks
+    through the backbone, a partial look (``selector_blocks``) that ends before those blocks.
     """
 
     num_classes: int
@@ -46,6 +51,8 @@ class RSEEConfig:
     gate: str = "confidence"
     gate_hidden: int = 64
     dropout: float = 0.2
+    temporal_shift: float = 0.0
+    temporal_shift_blocks: tuple[int, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +61,9 @@ class RSEEConfig:
         object.__setattr__(
             self, "per_resolution_backbones", tuple(self.per_resolution_backbones)
         )
+        if self.temporal_shift_blocks is not None:
+            object.__setattr__(
+                self, "temporal_shift_blocks", tuple(int(b) for b in self.temporal_shift_blocks))
         self.validate()
 
     def validate(self) -> None:
@@ -90,6 +100,16 @@ class RSEEConfig:
                 )
             if self.selector_blocks < 1:
                 raise ValueError(f"selector_blocks must be >= 1, got {self.selector_blocks}")
+        if not 0.0 <= self.temporal_shift < 1.0:
+            raise ValueError(f"temporal_shift must be in [0, 1), got {self.temporal_shift}")
+        if self.temporal_shift:
+            if self.backbone_mode != "shared":
+                raise ValueError("temporal_shift needs backbone_mode 'shared'")
+            if self.selector_shares_backbone and self.selector_blocks is None:
+                raise ValueError("temporal_shift needs selector_blocks when the selector looks "
+                                 "through the backbone (the look sees single frames)")
+        elif self.temporal_shift_blocks is not None:
+            raise ValueError("temporal_shift_blocks needs temporal_shift > 0")
         if self.selector_rnn not in RNN_TYPES:
             raise ValueError(f"selector_rnn must be one of {RNN_TYPES}")
 
@@ -113,6 +133,11 @@ class RSEEConfig:
         """The selector looks at every frame at the lowest resolution."""
         return self.resolutions[-1]
 
+    @property
+    def first_shiftable_block(self) -> int:
+        """The first trunk block the temporal shift may use (after the selector's look)."""
+        return self.selector_blocks if self.selector_shares_backbone and self.selector_blocks else 0
+
     def backbone_names(self) -> tuple[str, ...]:
         """Backbone architecture per resolution (one entry when shared)."""
         if self.backbone_mode == "shared":
@@ -125,6 +150,8 @@ class RSEEConfig:
         data["resolutions"] = list(self.resolutions)
         data["skip_steps"] = list(self.skip_steps)
         data["per_resolution_backbones"] = list(self.per_resolution_backbones)
+        if self.temporal_shift_blocks is not None:
+            data["temporal_shift_blocks"] = list(self.temporal_shift_blocks)
         return data
 
     @classmethod

@@ -13,11 +13,13 @@ import torch
 
 from rsee_ros.model.accumulator import AccumulatorState
 from rsee_ros.model.selector import SelectorState
+from rsee_ros.model.temporal import ShiftCache
 
 
 @dataclass
 class VideoState:
-    """Per-video inference state for a batch of ``B`` videos (all tensors have B rows)."""
+    """Per-video inference state for a batch of ``B`` videos (all tensors have B rows);
+    ``shift``: the temporal shift's cache, when the backbone has one."""
 
     selector: SelectorState
     accumulator: AccumulatorState
@@ -28,6 +30,7 @@ class VideoState:
     logits: torch.Tensor
     step: int = 0
     generator: torch.Generator | None = None
+    shift: ShiftCache | None = None
 
 
 @dataclass

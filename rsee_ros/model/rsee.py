@@ -12,6 +12,8 @@ Gumbel-softmax decisions.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,7 @@ from rsee_ros.model.outputs import BatchInference, StepResult, TrainOutput, Vide
 from rsee_ros.model.preprocess import resize_frames
 from rsee_ros.model.selector import ResolutionSelector, gumbel_decision, masked_argmax
 from rsee_ros.model.settings import InferenceSettings, allowed_actions, fixed_index
+from rsee_ros.model.temporal import ShiftCache, ShiftInput
 
 
 class RSEEModel(nn.Module):
@@ -79,15 +82,35 @@ class RSEEModel(nn.Module):
         """Count every part's GMACs per frame (:func:`rsee_ros.model.flops.count_model_flops`)."""
         return count_model_flops(self)
 
-    def frame_features(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
-        """Backbone features ``(N, D)`` of ``(N, 3, S, S)`` frames at one of the resolutions."""
-        resolution = self.config.resolutions[resolution_index]
-        return self.backbone(resize_frames(frames, resolution), resolution_index)
+    def frame_features(self, frames: torch.Tensor, resolution_index: int, *,
+                       clip_steps: int | None = None) -> torch.Tensor:
+        """Backbone features ``(N, D)`` of ``(N, 3, S, S)`` frames at one of the resolutions.
 
-    def frame_feature_map(self, frames: torch.Tensor, resolution_index: int) -> torch.Tensor:
-        """Unpooled backbone feature map of ``(N, 3, S, S)`` frames at one resolution."""
+        ``clip_steps=T``: the frames are whole clips of ``T`` frames, flattened, each frame's
+        temporal shift coming from the one before it; otherwise from the backbone's current
+        :meth:`~rsee_ros.model.backbones.MultiResolutionBackbone.shifting` source (zeros when
+        none is set)."""
         resolution = self.config.resolutions[resolution_index]
-        return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
+        with self._clip_shift(clip_steps):
+            return self.backbone(resize_frames(frames, resolution), resolution_index)
+
+    def frame_feature_map(self, frames: torch.Tensor, resolution_index: int, *,
+                          clip_steps: int | None = None) -> torch.Tensor:
+        """Unpooled backbone feature map of ``(N, 3, S, S)`` frames at one resolution
+        (``clip_steps`` as in :meth:`frame_features`)."""
+        resolution = self.config.resolutions[resolution_index]
+        with self._clip_shift(clip_steps):
+            return self.backbone.feature_map(resize_frames(frames, resolution), resolution_index)
+
+    def _clip_shift(self, clip_steps: int | None) -> AbstractContextManager[object]:
+        if clip_steps is None:
+            return nullcontext()
+        return self.backbone.shifting(ShiftInput(clip_steps=clip_steps))
+
+    def new_shift_cache(self, batch: int, device: torch.device) -> ShiftCache | None:
+        """An empty temporal-shift cache for ``batch`` videos (``None`` without the shift)."""
+        shifts = len(self.backbone.shifts)
+        return ShiftCache.empty(batch, shifts, device) if shifts else None
 
     def action_mask(self, settings: InferenceSettings) -> torch.Tensor:
         """Boolean ``(A,)`` mask of the actions the settings allow (at least one resolution)."""
@@ -115,6 +138,7 @@ class RSEEModel(nn.Module):
             gmacs=torch.zeros(batch, dtype=torch.float64, device=device),
             logits=self.accumulator.classify(self.accumulator.initial_state(batch, device)),
             generator=generator,
+            shift=self.new_shift_cache(batch, device),
         )
 
     @torch.no_grad()
@@ -138,7 +162,8 @@ class RSEEModel(nn.Module):
         state.skip_left = step.next_skip_left(
             state.skip_left, looked_at, actions, self.skip_steps, num_res)
         processed = looked_at & (actions < num_res)
-        features = step.process(self, frames, actions, looked_at, backbone_pass)
+        features = step.process(self, frames, actions, looked_at, backbone_pass,
+                                shift_cache=state.shift)
         learned = settings.policy == "learned"  # only the learned policy looks through a CNN
         costs = step.action_costs(
             self, looks_through_backbone=learned and cfg.selector_shares_backbone,
@@ -276,6 +301,7 @@ class RSEEModel(nn.Module):
         sel_state = self.selector.initial_state(batch, device)
         acc_state = self.accumulator.initial_state(batch, device)
         skip_left = torch.zeros(batch, dtype=torch.long, device=device)
+        shift_cache = self.new_shift_cache(batch, device)
         previous = self.accumulator.readout(acc_state)
         costs = step.action_costs(self, looks_through_backbone=cfg.selector_shares_backbone,
                                   dtype=torch.float32, device=device)
@@ -297,7 +323,7 @@ class RSEEModel(nn.Module):
             action = decision.argmax(1)
             skip_left = step.next_skip_left(skip_left, looked_at, action, self.skip_steps, num_res)
             features = step.process(self, frame, action, looked_at, look.backbone_pass, decision,
-                                    every_row=compute_all_resolutions)
+                                    every_row=compute_all_resolutions, shift_cache=shift_cache)
             processed = decision[:, :num_res].sum(1)
             folded = step.fold(self.accumulator, acc_state, features, processed)
             acc_state, previous = folded.state, folded.current
@@ -316,7 +342,7 @@ class RSEEModel(nn.Module):
         """Predictions ``(B, T, C)`` after each frame when every frame is processed at one
         resolution (warm-up training and the Uniform baselines)."""
         batch, steps = frames.shape[:2]
-        features = self.frame_features(frames.flatten(0, 1), resolution_index)
+        features = self.frame_features(frames.flatten(0, 1), resolution_index, clip_steps=steps)
         features = features.view(batch, steps, -1)
         state = self.accumulator.initial_state(batch, frames.device)
         ones = torch.ones(batch, device=frames.device)

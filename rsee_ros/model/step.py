@@ -29,6 +29,7 @@ from rsee_ros.model.accumulator import AccumulatorState, FeatureAccumulator
 from rsee_ros.model.backbones import Backbone, MultiResolutionBackbone, backbone_spec
 from rsee_ros.model.config import RSEEConfig
 from rsee_ros.model.preprocess import resize_frames
+from rsee_ros.model.temporal import ShiftCache
 
 if TYPE_CHECKING:
     from rsee_ros.model.rsee import RSEEModel
@@ -142,6 +143,7 @@ def process(
     weights: torch.Tensor | None = None,
     *,
     every_row: bool = False,
+    shift_cache: ShiftCache | None = None,
 ) -> torch.Tensor:
     """Backbone features ``(B, D)`` of ``(B, 3, S, S)`` frames at their chosen resolutions
     (zeros where no resolution was chosen).
@@ -150,23 +152,37 @@ def process(
     batch-aligned (or ``None``). ``weights`` ``(B, A)``: the straight-through decision the
     features are scaled by (training); ``None``: hard decisions (inference). ``every_row`` runs
     every resolution on every row and mixes them by ``weights`` (AR-Net's exact estimator).
+    ``shift_cache``: the temporal shift's past of every row, read by every pass and, once all
+    have read it, given the rows' own maps at their chosen resolution.
     """
     batch = frames.shape[0]
     features = torch.zeros(batch, model.backbone.feature_dim, device=frames.device)
+    writes: list[tuple[torch.Tensor, int, list[torch.Tensor]]] = []
     for index in range(model.config.num_resolutions):
+        chosen = (action == index) & looked_at
         rows = (torch.arange(batch, device=frames.device) if every_row
-                else ((action == index) & looked_at).nonzero().squeeze(1))
+                else chosen.nonzero().squeeze(1))
         if not rows.numel():
             continue
-        if reuses_look(model.config, index, backbone_pass is not None):
-            assert backbone_pass is not None
-            part = finish_look(model, backbone_pass[rows])
-        else:
-            part = model.frame_features(frames[rows], index)
+        source = shift_cache.read(rows) if shift_cache is not None else None
+        with model.backbone.shifting(source) as shifts:
+            if reuses_look(model.config, index, backbone_pass is not None):
+                assert backbone_pass is not None
+                part = finish_look(model, backbone_pass[rows])
+            else:
+                part = model.frame_features(frames[rows], index)
+        if source is not None:
+            kept = chosen[rows].nonzero().squeeze(1)
+            if kept.numel():
+                writes.append((rows[kept], index, [m[kept] for m in
+                                                   source.present_maps(len(shifts))]))
         if weights is None:
             features[rows] = part
         else:
             features = features.index_add(0, rows, part * weights[rows, index].unsqueeze(1))
+    for rows, index, presents in writes:
+        assert shift_cache is not None
+        shift_cache.write(rows, index, presents)
     return features
 
 

@@ -63,6 +63,11 @@ MODEL_KEY_DOCS: dict[str, str] = {
     "gate": "The exit rule: `confidence` (top probability) or `learned` (the gate network).",
     "gate_hidden": "Hidden size of the learned exit gate.",
     "dropout": "Dropout before the classifier.",
+    "temporal_shift": ("Online temporal shift: this fraction of the channels of each shifted "
+                       "block's residual branch comes from the video's previous processed frame "
+                       "(TSM's uni-directional form, free in FLOPs); 0: off."),
+    "temporal_shift_blocks": ("The shifted blocks (MobileNetV2: trunk indices of residual "
+                              "blocks); `null`: every residual block after the selector's look."),
     "extra": "Free-form notes kept with the configuration.",
 }
 """One line per :class:`RSEEConfig` key (``num_classes`` comes from the data set)."""

@@ -170,7 +170,7 @@ class WarmupStage(Stage):
         return {
             "logits": [self.model.uniform_step_logits(frames, index)
                        for index in inputs["resolution_indices"]],
-            "feature_maps": [self.model.frame_feature_map(flat, index)
+            "feature_maps": [self.model.frame_feature_map(flat, index, clip_steps=frames.shape[1])
                              for index in inputs["distill_indices"]],
         }
 
@@ -201,7 +201,8 @@ class WarmupStage(Stage):
         """ResKD's feature-map term: the lower resolutions' maps (``students``, resolution 1
         onwards) against the full-resolution map of the teacher (or of the model itself)."""
         with torch.no_grad():
-            target = (self.teacher or self.model).frame_feature_map(frames.flatten(0, 1), 0)
+            target = (self.teacher or self.model).frame_feature_map(
+                frames.flatten(0, 1), 0, clip_steps=frames.shape[1])
         total = frames.new_zeros(())
         for student in students:
             total = total + losses.feature_map_distillation(student, target)
