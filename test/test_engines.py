@@ -33,6 +33,9 @@ CONFIGS = {
     "mobilenet_temporal_shift_after_look": RSEEConfig(
         **TINY, selector_shares_backbone=True, selector_blocks=4, selector_sees_state=True,
         temporal_shift=0.25),
+    "mobilenet_spatial_accumulator_temporal_shift": RSEEConfig(
+        **TINY, accumulator="conv_gru", accumulator_grid=2, temporal_shift=0.125,
+        gate="learned"),
     "resnet18_per_resolution_learned_gate": RSEEConfig(
         **TINY, backbone="resnet18", backbone_mode="per_resolution",
         per_resolution_backbones=("resnet18", "resnet18"), gate="learned", accumulator="max"),

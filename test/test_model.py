@@ -91,6 +91,10 @@ VARIANTS = {
                                           "selector_sees_state": True, "temporal_shift": 0.25},
     "temporal-shift-chosen-blocks": {"temporal_shift": 0.125, "temporal_shift_blocks": (3, 6, 13),
                                      "accumulator": "mean"},
+    "spatial-accumulator": {"accumulator": "conv_gru", "accumulator_grid": 3, "skip_steps": ()},
+    "spatial-accumulator-temporal-shift-partial-look": {
+        "accumulator": "conv_gru", "accumulator_grid": 2, "selector_shares_backbone": True,
+        "selector_blocks": 7, "selector_sees_state": True, "temporal_shift": 0.125},
     "temporal-shift-resnet": {"backbone": "resnet18", "temporal_shift": 0.125, "skip_steps": (),
                               "temporal_shift_blocks": (5, 7, 9)},
 }

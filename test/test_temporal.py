@@ -1,6 +1,6 @@
-"""The online temporal shift: what its cache holds after skips, resolution changes and a new
-window, the configuration's rules, checkpoints, and a direction task that a globally pooled
-model cannot learn and the shifted one does."""
+"""Temporal modelling: the online temporal shift (what its cache holds after skips, resolution
+changes and a new window; the configuration's rules; checkpoints), the spatial accumulator's
+grid pooling, and a direction task that a globally pooled model cannot learn and both do."""
 
 from __future__ import annotations
 
@@ -178,16 +178,16 @@ def direction_clips(count: int, seed: int, steps: int = 4, size: int = 32
     return clips, labels
 
 
-def direction_model(shift: float) -> torch.nn.Module:
+def direction_model(**config: object) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_rsee(RSEEConfig(num_classes=2, resolutions=(32,), skip_steps=(),
-                                 accumulator="mean", selector_hidden=8, accumulator_hidden=8,
-                                 dropout=0.0, temporal_shift=shift))
+    settings = dict(num_classes=2, resolutions=(32,), skip_steps=(), accumulator="mean",
+                    selector_hidden=8, accumulator_hidden=8, dropout=0.0)
+    return build_rsee(RSEEConfig(**{**settings, **config}))
 
 
 def test_a_pooled_model_cannot_tell_a_clip_from_its_reversal() -> None:
     """Globally pooled frames averaged over time: the same prediction either way round."""
-    model = direction_model(0.0).eval()
+    model = direction_model().eval()
     clips, _ = direction_clips(8, seed=1)
     with torch.no_grad():
         forward = model.uniform_step_logits(clips, 0)[:, -1]
@@ -195,10 +195,15 @@ def test_a_pooled_model_cannot_tell_a_clip_from_its_reversal() -> None:
     assert torch.allclose(forward, backward, atol=1e-5)
 
 
-def test_the_shifted_model_learns_direction() -> None:
-    """Same model and accumulator with the shift: a few steps of warm-up training tell the
-    direction of held-out clips (chance is 50%, and the pooled model is stuck there)."""
-    model = direction_model(0.25)
+@pytest.mark.parametrize("config", [
+    dict(temporal_shift=0.25),
+    dict(accumulator="conv_gru", accumulator_grid=2, accumulator_hidden=16),
+], ids=["temporal-shift", "spatial-accumulator"])
+def test_temporal_models_learn_direction(config: dict) -> None:
+    """With the shift (same accumulator), or a spatial accumulator in place of pooling, a few
+    steps of warm-up training tell the direction of held-out clips (chance is 50%, and the
+    pooled model cannot leave it)."""
+    model = direction_model(**config)
     body = [p for name, p in model.named_parameters() if not name.startswith("selector")]
     optimiser = torch.optim.Adam(body, lr=3e-3)
     model.train()
@@ -226,3 +231,11 @@ def test_pretrained_weights_load_into_the_shifted_blocks() -> None:
     model = build_rsee(RSEEConfig(**SMALL, temporal_shift=0.25), pretrained=True)
     ours, theirs = model.backbone.net.trunk[8].conv, plain.backbone.net.trunk[8].conv
     assert torch.equal(ours.branch[0][0].weight, theirs[0][0].weight)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (4, 3), (7, 7)])
+def test_grid_pooling_is_adaptive_average_pooling(size: tuple[int, int]) -> None:
+    from rsee_ros.model.backbones import GridPool
+
+    maps = torch.randn(2, 5, *size)
+    assert torch.allclose(GridPool(3)(maps), torch.nn.AdaptiveAvgPool2d(3)(maps), atol=1e-6)

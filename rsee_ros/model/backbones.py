@@ -68,6 +68,35 @@ class _PooledFeatures(nn.Module):
         return convs[-1].out_channels
 
 
+class GridPool(nn.Module):
+    """Average pooling of ``(N, C, h, w)`` maps to ``(N, C, g, g)``, with the bins of
+    ``nn.AdaptiveAvgPool2d(g)``, written as two small matrix products.
+
+    Hand-written because the frozen ``torch-fused`` engine's MKLDNN kernels refuse adaptive
+    pooling whenever ``h`` or ``w`` is not a multiple of ``g`` (the lowest resolutions' 2x2 maps
+    into a 3x3 grid), and products export to ONNX as plain ``MatMul``; the tests compare it
+    with ``nn.AdaptiveAvgPool2d``.
+    """
+
+    def __init__(self, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.bins(x.shape[-2], x)
+        columns = self.bins(x.shape[-1], x)
+        return torch.matmul(torch.matmul(rows, x), columns.transpose(0, 1))
+
+    def bins(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        """``(g, size)``: row ``i`` averages adaptive pooling's bin ``i``."""
+        g = self.grid
+        weights = torch.zeros(g, size, dtype=like.dtype, device=like.device)
+        for i in range(g):
+            start, end = (i * size) // g, -(-((i + 1) * size) // g)
+            weights[i, start:end] = 1.0 / (end - start)
+        return weights
+
+
 def _mobilenet_v2() -> nn.Module:
     return _PooledFeatures(models.mobilenet_v2(weights=None).features)
 
@@ -133,16 +162,20 @@ def _replace_batchnorms(module: nn.Module, num_branches: int) -> list[Switchable
 class MultiResolutionBackbone(nn.Module):
     """One CNN shared by all resolutions, with resolution-specific BatchNorm branches; with
     ``temporal_shift`` > 0, the online temporal shift at ``shift_blocks`` (``None``: every
-    residual block from trunk index ``first_shift_block`` on; :mod:`rsee_ros.model.temporal`)."""
+    residual block from trunk index ``first_shift_block`` on; :mod:`rsee_ros.model.temporal`);
+    ``grid`` > 1 pools each frame to a ``grid x grid`` map instead of one vector."""
 
     def __init__(self, name: str, num_resolutions: int, *, temporal_shift: float = 0.0,
-                 shift_blocks: Sequence[int] | None = None, first_shift_block: int = 0) -> None:
+                 shift_blocks: Sequence[int] | None = None, first_shift_block: int = 0,
+                 grid: int = 1) -> None:
         super().__init__()
         spec = backbone_spec(name)
         self.name = name
-        self.feature_dim = spec.feature_dim
+        self.feature_dim = spec.feature_dim * grid * grid
         self.num_resolutions = num_resolutions
         self.net = spec.factory()
+        if grid > 1:  # a grid x grid map per frame, flattened channel-major (spatial accumulator)
+            self.net.pool = GridPool(grid)
         self._switches = _replace_batchnorms(self.net, num_resolutions)
         self.shifts: list[TemporalShift] = (
             install_shifts(self.net.trunk, shift_blocks, temporal_shift, first_shift_block)

@@ -31,7 +31,7 @@ def build_backbone(config: RSEEConfig) -> Backbone:
         return MultiResolutionBackbone(
             names[0], config.num_resolutions, temporal_shift=config.temporal_shift,
             shift_blocks=config.temporal_shift_blocks,
-            first_shift_block=config.first_shiftable_block)
+            first_shift_block=config.first_shiftable_block, grid=config.feature_grid)
     return PerResolutionBackbones(names)
 
 
@@ -59,7 +59,7 @@ def build_rsee(config: RSEEConfig, *, pretrained: bool | str = False) -> RSEEMod
     accumulator = FeatureAccumulator(
         kind=config.accumulator, feature_dim=backbone.feature_dim,
         hidden_size=config.accumulator_hidden, num_classes=config.num_classes,
-        dropout=config.dropout,
+        dropout=config.dropout, grid=config.feature_grid,
     )
     exit_gate = LearnedExitGate(accumulator.state_dim, config.gate_hidden)
     model = RSEEModel(config, backbone=backbone, selector=selector, accumulator=accumulator,

@@ -8,7 +8,7 @@ from typing import Any
 BACKBONE_NAMES = ("mobilenet_v2", "resnet18", "resnet34", "resnet50")
 """The registered backbones (:data:`rsee_ros.model.backbones.BACKBONES`), named without torch."""
 BACKBONE_MODES = ("shared", "per_resolution")
-ACCUMULATORS = ("mean", "max", "gru")
+ACCUMULATORS = ("mean", "max", "gru", "conv_gru")
 GATES = ("confidence", "learned")
 RNN_TYPES = ("lstm", "gru")
 
@@ -32,6 +32,9 @@ class RSEEConfig:
     numbers; ``None``: every residual block after the selector's look) comes from the video's
     previous processed frame. It needs ``backbone_mode="shared"`` and, when the selector looks
     through the backbone, a partial look (``selector_blocks``) that ends before those blocks.
+    ``accumulator="conv_gru"`` keeps an ``accumulator_grid`` x ``accumulator_grid`` map of each
+    frame (instead of one pooled vector) and folds it with a convolutional GRU of
+    ``accumulator_hidden`` channels (:mod:`rsee_ros.model.accumulator`).
     """
 
     num_classes: int
@@ -48,6 +51,7 @@ class RSEEConfig:
     selector_hidden: int = 512
     accumulator: str = "gru"
     accumulator_hidden: int = 512
+    accumulator_grid: int = 3
     gate: str = "confidence"
     gate_hidden: int = 64
     dropout: float = 0.2
@@ -91,6 +95,10 @@ class RSEEConfig:
             raise ValueError("per_resolution_backbones needs one backbone per resolution")
         if self.accumulator not in ACCUMULATORS:
             raise ValueError(f"accumulator must be one of {ACCUMULATORS}")
+        if self.accumulator_grid < 1:
+            raise ValueError(f"accumulator_grid must be >= 1, got {self.accumulator_grid}")
+        if self.accumulator == "conv_gru" and self.backbone_mode != "shared":
+            raise ValueError("accumulator 'conv_gru' needs backbone_mode 'shared'")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}")
         if self.selector_blocks is not None:
@@ -137,6 +145,11 @@ class RSEEConfig:
     def first_shiftable_block(self) -> int:
         """The first trunk block the temporal shift may use (after the selector's look)."""
         return self.selector_blocks if self.selector_shares_backbone and self.selector_blocks else 0
+
+    @property
+    def feature_grid(self) -> int:
+        """Side of the feature grid the backbone gives per frame (1: globally pooled)."""
+        return self.accumulator_grid if self.accumulator == "conv_gru" else 1
 
     def backbone_names(self) -> tuple[str, ...]:
         """Backbone architecture per resolution (one entry when shared)."""

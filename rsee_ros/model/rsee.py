@@ -371,8 +371,7 @@ def _check_parts(
     exit_gate: LearnedExitGate,
 ) -> None:
     """Refuse parts that do not fit ``config`` or each other (a ``ValueError`` naming each)."""
-    accumulator_input = (accumulator.gru.input_size if accumulator.gru is not None
-                         else accumulator.state_dim)
+    accumulator_input = accumulator.feature_dim
     checks = {
         "backbone resolutions": (backbone.num_resolutions, config.num_resolutions),
         "selector input": (selector.rnn.input_size, step.look_size(config, backbone)),

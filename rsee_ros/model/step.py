@@ -61,8 +61,8 @@ def look_size(config: RSEEConfig, backbone: Backbone) -> int:
         size = backbone_spec(config.selector_backbone).feature_dim
     if config.selector_sees_state:
         size += FeatureAccumulator.state_size(
-            config.accumulator, backbone.feature_dim, config.accumulator_hidden
-        )
+            config.accumulator, backbone.feature_dim, config.accumulator_hidden,
+            config.feature_grid)
     return size
 
 

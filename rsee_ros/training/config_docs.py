@@ -57,9 +57,11 @@ MODEL_KEY_DOCS: dict[str, str] = {
     "selector_sees_state": "The selector also sees the accumulated video representation.",
     "selector_rnn": "The selector's recurrent cell: `lstm` or `gru`.",
     "selector_hidden": "The selector's hidden size.",
-    "accumulator": "How frames are folded into the video: `mean`, `max` or `gru` (order "
-                   "matters).",
-    "accumulator_hidden": "Hidden size of the `gru` accumulator.",
+    "accumulator": ("How frames are folded into the video: `mean`, `max`, `gru` (order "
+                    "matters) or `conv_gru` (a spatial accumulator: each frame's feature grid "
+                    "into a convolutional GRU, instead of one pooled vector)."),
+    "accumulator_hidden": "Hidden size of the `gru` accumulator (channels of `conv_gru`'s).",
+    "accumulator_grid": "With `conv_gru`: the side of each frame's feature grid (3: 3x3).",
     "gate": "The exit rule: `confidence` (top probability) or `learned` (the gate network).",
     "gate_hidden": "Hidden size of the learned exit gate.",
     "dropout": "Dropout before the classifier.",
