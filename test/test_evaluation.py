@@ -408,6 +408,39 @@ def test_bench_reports_ratios(setup: dict[str, Path], capsys: pytest.CaptureFixt
     assert report["agreement"] == {name: 1.0 for name in methods}
 
 
+def test_bench_compares_another_checkpoint_in_the_same_run(setup: dict[str, Path]) -> None:
+    """``--compare``: a temporal-shift version of the model streams Uniform and RSEE in the same
+    rotation; its entries are its own (the shift changes predictions, not FLOPs) and the step
+    ratios are this run's ms/step quotients."""
+    torch.manual_seed(0)
+    shifted = build_rsee(RSEEConfig(**{**CONFIG.to_dict(), "temporal_shift": 0.25})).eval()
+    other = save_checkpoint(setup["root"] / "shifted.pt", shifted,
+                            load_names(setup["ckpt"]), {"stage": "gate"})
+    out = setup["root"] / "bench_compare.json"
+    assert main([
+        "bench", "--checkpoint", str(setup["ckpt"]), "--data", str(setup["data"]),
+        "--frames", str(FRAMES), "--max-videos", "2", "--warmup", "1", "--batch-size", "2",
+        "--threads", "1", "--compare", str(other), "--json", str(out), "--no-progress",
+    ]) == 0
+    report = json.loads(out.read_text())
+    assert report["compare_checkpoint"] == str(other)
+    streaming, engine = report["streaming"], report["engines"]["torch"]
+    assert {"compare_uniform", "compare_rsee"} <= set(streaming)
+    assert streaming["compare_uniform"]["gflops_per_video"] == pytest.approx(
+        streaming["uniform"]["gflops_per_video"])
+    ratios = report["compare"]["torch"]
+    for method in ("uniform", "rsee"):
+        assert ratios[f"{method}_step_ratio"] == pytest.approx(
+            engine[method]["ms_per_step"] / engine[f"compare_{method}"]["ms_per_step"])
+    assert report["agreement"]["compare_uniform"] == 1.0
+
+
+def load_names(path: Path) -> list[str]:
+    from rsee_ros.model import load_checkpoint
+
+    return list(load_checkpoint(path).class_names)
+
+
 def test_streaming_matches_batched(setup: dict[str, Path]) -> None:
     """Frames pushed one at a time through the node's pipeline give the decisions, cost and
     prediction of ``infer_batch`` on the whole clip, for every benchmarked method."""

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("torch", "torch-fused", "onnxruntime", "tensorrt"),
                         help="streaming engines, measured in one interleaved run (default: "
                         "torch); e.g. --engines torch torch-fused onnxruntime")
+    parser.add_argument("--compare", default=None, metavar="CHECKPOINT",
+                        help="another checkpoint (same input size) whose Uniform and RSEE run "
+                        "in the same rotation: compare_uniform, compare_rsee and the step-cost "
+                        "ratios per engine (e.g. a model with and without a temporal part)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="data set reader option (e.g. split=2)")
     parser.add_argument("--cache-dir", default=None, help="frame cache folder")
@@ -81,6 +85,10 @@ def format_report(report: dict[str, Any]) -> str:
             for method, e in entry.items() if isinstance(e, dict))
             + f"; same decisions as {report['engine_reference']} on "
             f"{percent(entry['same_decisions_fraction'], '.1f')}% of runs")
+    for engine, ratios in report.get("compare", {}).items():
+        lines.append(f"engine {engine}: step vs {report['compare_checkpoint']}: Uniform "
+                     f"x{number(ratios['uniform_step_ratio'], '.3f')}, RSEE "
+                     f"x{number(ratios['rsee_step_ratio'], '.3f')}")
     lines += [target_line(t) for t in report["targets"]]
     agreement = ", ".join(f"{k} {percent(v, '.0f')}%" for k, v in report["agreement"].items())
     lines.append(f"streaming = batched (prediction and GFLOPs) for: {agreement} of videos")
@@ -118,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             threshold=args.threshold, max_videos=args.max_videos, warmup=args.warmup,
             passes=args.passes, batch_size=args.batch_size, device=args.device,
             options=options, cache_dir=args.cache_dir, wrap=wrap,
-            progress=not args.no_progress, engines=args.engines,
+            progress=not args.no_progress, engines=args.engines, compare=args.compare,
         )
     except (CheckpointError, ExportError, FileNotFoundError, ValueError) as error:
         print(f"rsee bench: {error}", file=sys.stderr)

@@ -37,7 +37,7 @@ from rsee_ros.engine.base import Engine
 from rsee_ros.evaluation.clock import machine_info, stopwatch
 from rsee_ros.evaluation.common import GFLOPS_UNIT, parse_threshold, threshold_json
 from rsee_ros.evaluation.data import ClipChunks, load_split, spread_indices
-from rsee_ros.evaluation.methods import Method, bench_methods, settings_json
+from rsee_ros.evaluation.methods import MAIN, Method, bench_methods, settings_json
 from rsee_ros.evaluation.streaming import BACKEND, StreamRunner, VideoOutcome
 from rsee_ros.model import RSEEModel
 from rsee_ros.model.preprocess import frames_to_tensor
@@ -223,15 +223,19 @@ class _BenchRun:
     """The runners and the figures collected so far of one :func:`run_bench`: per engine and
     method a streaming runner, per method the batched figures (torch)."""
 
-    def __init__(self, model: RSEEModel, engines: Mapping[str, Engine], frames: int,
+    def __init__(self, models: Mapping[str, RSEEModel],
+                 engines: Mapping[str, Mapping[str, Engine]], frames: int,
                  methods: Sequence[Method], batch_size: int) -> None:
-        self.model = model
+        self.models = models
+        self.model = models[MAIN]
         self.methods = list(methods)
         self.batch_size = batch_size
-        self.pairs = [(e, m) for e in engines for m in methods]
-        self.runners = {(e, m.group): StreamRunner(engine, engine.class_names, frames,
-                                                   m.settings)
-                        for e, engine in engines.items() for m in methods}
+        self.pairs = [(e, m) for e in engines[MAIN] for m in methods]
+        self.runners = {}
+        for e, m in self.pairs:
+            engine = engines[m.model][e]
+            self.runners[(e, m.group)] = StreamRunner(engine, engine.class_names, frames,
+                                                      m.settings)
         self.stream = {(e, m.group): _Stream() for e, m in self.pairs}
         self.batched = {m.group: _Batched() for m in methods}
         self.videos = 0  # videos of the earlier chunks (the streaming rotation)
@@ -246,8 +250,8 @@ class _BenchRun:
                 runner.run(clip)
         for m in self.methods:
             with torch.no_grad():
-                self.model.infer_batch(torch.stack(tensors[:self.batch_size])
-                                       .to(self.model.device), m.settings)
+                self.models[m.model].infer_batch(torch.stack(tensors[:self.batch_size])
+                                                 .to(self.model.device), m.settings)
 
     def stream_pass(self, chunk: Sequence[np.ndarray], p: int) -> None:
         """Pass ``p`` of the chunk's videos, streamed, the (engine, method) order rotating per
@@ -264,9 +268,26 @@ class _BenchRun:
             batch = torch.stack(tensors[start:start + self.batch_size]).to(device)
             for m in _rotated(self.methods, self.batches + p):
                 with stopwatch(device) as span:
-                    out = self.model.infer_batch(batch, m.settings)
+                    out = self.models[m.model].infer_batch(batch, m.settings)
                 self.batched[m.group].add(out, len(batch), span.seconds, keep=p == 0)
             self.batches += 1
+
+
+COMPARE = "compare"
+"""The key of ``rsee bench --compare``'s checkpoint in the models of a run."""
+
+
+def compare_summary(engines: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per engine: this checkpoint's streaming step over the compared one's (ms per pushed
+    frame; Uniform and RSEE), the figure of "costs at most x% more" claims."""
+    out: dict[str, dict[str, float]] = {}
+    for engine, entry in engines.items():
+        if "compare_uniform" not in entry:
+            continue
+        out[engine] = {f"{method}_step_ratio": _ratio(entry[method]["ms_per_step"],
+                                                      entry[f"compare_{method}"]["ms_per_step"])
+                       for method in ("uniform", "rsee")}
+    return out
 
 
 def run_bench(
@@ -281,11 +302,14 @@ def run_bench(
     batch_size: int = 8,
     wrap: Wrap | None = None,
     engines: Mapping[str, Engine] | None = None,
+    compare: tuple[RSEEModel, Mapping[str, Engine]] | None = None,
 ) -> dict[str, Any]:
     """Benchmark the :func:`~rsee_ros.evaluation.methods.bench_methods` on chunks of
     ``(uint8 clips, labels)``, streamed on each of ``engines`` (name -> engine; default the
     torch engine) in one interleaved run; ``streaming``, ``ratios`` and ``targets`` are the
-    torch engine's (the first engine's without one).
+    torch engine's (the first engine's without one). ``compare``: another checkpoint's model
+    and engines (the same names), whose Uniform and RSEE run in the same rotation as
+    ``compare_uniform`` and ``compare_rsee``.
 
     Returns ``{"backend", "streaming", "batched", "ratios", "targets", "agreement",
     "engines", "num_videos"}``. A little over 60 lines: the interleaving of methods, engines
@@ -294,7 +318,13 @@ def run_bench(
     methods = bench_methods(model.config, threshold)
     engines = dict(engines or {"torch": engine_for_model(model, list(class_names))})
     reference = "torch" if "torch" in engines else next(iter(engines))
-    run = _BenchRun(model, engines, frames, methods, batch_size)
+    models, by_model = {MAIN: model}, {MAIN: engines}
+    if compare is not None:
+        models[COMPARE], by_model[COMPARE] = compare[0], dict(compare[1])
+        methods += [Method(f"compare_{m.group}", COMPARE, m.settings)
+                    for m in bench_methods(compare[0].config, threshold)
+                    if m.group in ("uniform", "rsee")]
+    run = _BenchRun(models, by_model, frames, methods, batch_size)
     size = model.config.max_resolution
     labels: list[int] = []
     warmed = warmup <= 0
@@ -331,6 +361,7 @@ def run_bench(
                       for n in run.batched},
         "engines": engine_report,
         "engine_reference": reference,
+        "compare": compare_summary(engine_report),
         "num_videos": len(labels),
     }
 
@@ -421,17 +452,31 @@ def bench(
     wrap: Wrap | None = None,
     progress: bool = False,
     engines: Sequence[str] = ("torch",),
+    compare: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint and data set and benchmark them on ``engines``; returns the JSON
-    report."""
+    """Load a checkpoint and data set and benchmark them on ``engines`` (with ``compare``,
+    another checkpoint's Uniform and RSEE in the same run); returns the JSON report."""
     from rsee_ros.engine import load_engine
     from rsee_ros.model import load_checkpoint, resolve_device
 
     dev = resolve_device(device)
     ckpt = load_checkpoint(checkpoint, device=dev)
-    loaded = {name: engine_for_model(ckpt.model, ckpt.class_names, name)
-              if name in ("torch", "torch-fused") else load_engine(checkpoint, name, device=device)
-              for name in dict.fromkeys(engines)}
+
+    def engines_of(path: str | Path, loaded_checkpoint: Any) -> dict[str, Engine]:
+        return {name: engine_for_model(loaded_checkpoint.model, loaded_checkpoint.class_names,
+                                       name)
+                if name in ("torch", "torch-fused") else load_engine(path, name, device=device)
+                for name in dict.fromkeys(engines)}
+
+    loaded = engines_of(checkpoint, ckpt)
+    other = None
+    if compare is not None:
+        compared = load_checkpoint(compare, device=dev)
+        if compared.config.max_resolution != ckpt.config.max_resolution:
+            raise ValueError(f"--compare {compare}: its frames enter at "
+                             f"{compared.config.max_resolution} px, not "
+                             f"{ckpt.config.max_resolution}")
+        other = (compared.model, engines_of(compare, compared))
     thr = default_threshold(ckpt.metadata) if threshold is None else parse_threshold(threshold)
     data_cfg, bundle = load_split(ckpt, data, kind=kind, split=split, frames=frames,
                                   options=options, cache_dir=cache_dir, progress=progress)
@@ -439,10 +484,11 @@ def bench(
     clips = ClipChunks(bundle.dataset, indices, chunk=max(batch_size, 1) * 4)
     result = run_bench(ckpt.model, ckpt.class_names, clips, frames=frames, threshold=thr,
                        warmup=warmup, passes=passes, batch_size=batch_size, wrap=wrap,
-                       engines=loaded)
+                       engines=loaded, compare=other)
     table = ckpt.model.flops
     return {
         "checkpoint": str(checkpoint),
+        "compare_checkpoint": str(compare) if compare is not None else None,
         "data": str(data),
         "kind": data_cfg["kind"],
         "split": split,
