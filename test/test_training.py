@@ -346,11 +346,37 @@ def test_finetune_keeps_the_batchnorm_statistics_of_warmup(tmp_path: Path, tiny_
     assert all(torch.equal(joint[k], finetuned[k]) for k in joint)
 
 
+TEMPORAL = ("model.selector_blocks=7", "model.temporal_shift=0.25", "model.accumulator=conv_gru",
+            "model.accumulator_grid=2")
+"""A tiny model with both temporal parts: the shift after a partial look, the spatial
+accumulator."""
+
+
+def test_all_stages_train_a_temporal_model(tmp_path: Path, tiny_data: Path) -> None:
+    """Both temporal parts through every stage, with distillation; the result keeps them and
+    streams what it decides in a batch."""
+    from rsee_ros.model import InferenceSettings, StreamingSession
+
+    config = tiny_config(tmp_path, tiny_data, *TEMPORAL, "distill.enabled=true")
+    final = Trainer(config, progress=False, echo=lambda _: None).run()
+    assert "distill" in read_log(tmp_path / "run" / "warmup")[0]
+    model = load_checkpoint(final).model.eval()
+    assert model.config.temporal_shift == 0.25 and model.config.accumulator == "conv_gru"
+    assert len(model.backbone.shifts) == 7
+    frames = torch.randn(1, 4, 3, 64, 64)
+    batched = model.infer_batch(frames, InferenceSettings(exit_threshold=1.0))
+    session = StreamingSession(model, exit_threshold=1.0)
+    assert [session.push(f).resolution for f in frames[0]] == batched.resolutions[0].tolist()
+    assert torch.allclose(session.probabilities, batched.probabilities[0], atol=1e-4)
+
+
 @pytest.mark.slow
-def test_distributed_training_with_torchrun(tmp_path: Path, tiny_data: Path) -> None:
+@pytest.mark.parametrize("model", [(), TEMPORAL], ids=["default", "temporal"])
+def test_distributed_training_with_torchrun(tmp_path: Path, tiny_data: Path, model: tuple
+                                            ) -> None:
     """The same command under torchrun: two CPU processes (gloo), DistributedDataParallel."""
     torchrun = Path(sys.executable).with_name("torchrun")
-    overrides = tiny_overrides(tmp_path, tiny_data, "distill.enabled=true")
+    overrides = tiny_overrides(tmp_path, tiny_data, "distill.enabled=true", *model)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "rsee_ros.cli", "train",
