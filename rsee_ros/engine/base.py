@@ -45,14 +45,17 @@ class EngineState:
     none yet, the past is zeros)."""
 
 
-def past_maps(shapes: Sequence[tuple[int, ...]], previous: Sequence[Any] | None
-              ) -> list[torch.Tensor]:
-    """The temporal shift's past for a graph whose maps have ``shapes``: zeros before the first
-    processed frame, else the ``previous`` frame's maps resampled to these sizes by the model's
-    own :func:`~rsee_ros.model.temporal.resample` (so every engine resamples alike)."""
+def past_maps(shapes: Sequence[tuple[int, ...]], previous: Sequence[Any] | None,
+              zeros: Sequence[Any]) -> list[Any]:
+    """The temporal shift's past for a graph whose maps have ``shapes``: ``zeros`` (the
+    engine's, of those shapes) before the first processed frame, else the ``previous`` frame's
+    maps, as they are where the sizes match, otherwise resampled to these sizes by the model's
+    own :func:`~rsee_ros.model.temporal.resample` (a torch tensor, so every engine resamples
+    alike)."""
     if previous is None:
-        return [torch.zeros(shape) for shape in shapes]
-    return [resample(torch.as_tensor(old).float(), shape[-2:])
+        return list(zeros)
+    return [old if tuple(old.shape) == tuple(shape)
+            else resample(torch.as_tensor(old).float(), shape[-2:])
             for old, shape in zip(previous, shapes, strict=True)]
 
 

@@ -82,6 +82,8 @@ class OnnxRuntimeEngine(Engine):
         self._shift_shapes = {
             name: [tuple(i.shape) for i in session.get_inputs()[3:]]
             for name, session in self._sessions.items() if name != "look"}
+        self._shift_zeros = {name: [np.zeros(shape, np.float32) for shape in shapes]
+                             for name, shapes in self._shift_shapes.items()}
         self._check_outputs()
         self._summary0 = np.asarray([initial["summary"]], np.float32)
         self._prior = np.asarray(initial["prior_logits"], np.float32)
@@ -153,7 +155,8 @@ class OnnxRuntimeEngine(Engine):
                 ) -> tuple[float, float]:
         name = self._finish if from_look else self._resolution_graphs[index]
         names = self._inputs[name]
-        past = [as_numpy(m) for m in past_maps(self._shift_shapes[name], state.shift)]
+        past = [as_numpy(m) for m in past_maps(self._shift_shapes[name], state.shift,
+                                               self._shift_zeros[name])]
         out = self._sessions[name].run(
             None, dict(zip(names, (frame, state.summary, state.count, *past), strict=True)))
         state.summary, state.count = out[0], out[1]

@@ -33,6 +33,8 @@ class TorchEngine(Engine):
         self._device = model.device
         self.device = str(self._device)
         self._shift_shapes = [shift_shapes(model, i) for i in range(self.config.num_resolutions)]
+        self._shift_zeros = [[torch.zeros(shape, device=self._device) for shape in shapes]
+                             for shapes in self._shift_shapes]
         self._look, self._process, self._finish = self._graphs()
         with torch.no_grad():
             summary, count = model.accumulator.initial_state(1, self._device)
@@ -66,7 +68,8 @@ class TorchEngine(Engine):
     def process(self, index: int, frame: torch.Tensor, state: EngineState, *, from_look: bool
                 ) -> tuple[float, float]:
         graph = self._finish if from_look else self._process[index]
-        past = [m.to(self._device) for m in past_maps(self._shift_shapes[index], state.shift)]
+        past = [m.to(self._device) for m in past_maps(
+            self._shift_shapes[index], state.shift, self._shift_zeros[index])]
         summary, count, logits, confidence, gate, *shift = graph(
             frame, state.summary, state.count, *past)
         state.summary, state.count = summary, count
