@@ -239,3 +239,17 @@ def test_grid_pooling_is_adaptive_average_pooling(size: tuple[int, int]) -> None
 
     maps = torch.randn(2, 5, *size)
     assert torch.allclose(GridPool(3)(maps), torch.nn.AdaptiveAvgPool2d(3)(maps), atol=1e-6)
+
+
+def test_the_flops_table_counts_the_spatial_accumulator() -> None:
+    """The head's GMACs are the ConvGRU's convolutions, the classifier and the learned gate."""
+    from rsee_ros.model.flops import count_gmacs
+
+    model = build_rsee(RSEEConfig(**{**SMALL, "accumulator_hidden": 8}, accumulator="conv_gru",
+                                  accumulator_grid=3)).eval()
+    channels, hidden, cells = 1280, 8, 9
+    convs = cells * (channels * hidden + 2 * hidden * 2 * hidden * 9 + 2 * hidden * hidden * 9)
+    classifier = hidden * cells * 3
+    representation = torch.zeros(1, hidden * cells)
+    gate = count_gmacs(lambda: model.exit_gate(representation, representation))
+    assert model.flops.head == pytest.approx((convs + classifier) / 1e9 + gate, rel=1e-6)
