@@ -2,7 +2,8 @@
 
 The directory holds ``look.onnx`` (learned policy: the selector's look, recurrent step and
 action logits), ``process_<r>.onnx`` for each resolution ``r`` (resize, backbone with that
-resolution's BatchNorm folded, pooling, accumulator update, classifier, exit scores),
+resolution's BatchNorm folded, pooling, accumulator update, classifier, exit scores; with the
+temporal shift, its cache as inputs ``shift_<k>`` and outputs ``shift_<k>_out``),
 ``finish_<r>.onnx`` for the lowest resolution when it continues the look's backbone pass, and
 ``manifest.json`` (classes, configuration, resolutions, FLOPs table, preprocessing, initial
 state, opset, the graphs' inputs and outputs with their SHA-256, the source checkpoint's SHA-256

@@ -9,7 +9,8 @@ An RSEE step on one frame is at most two calls:
 * :class:`ProcessGraph` for the chosen resolution: the backbone on the frame resized to it (or,
   for the lowest resolution after a look through the backbone, the rest of the look's pass),
   the accumulator update, the class logits and both exit scores (the prediction's confidence
-  and the learned gate's probability).
+  and the learned gate's probability); with the temporal shift, the past maps in and the
+  frame's own maps out (:func:`shift_shapes`).
 
 The graphs call the model's own code (:mod:`rsee_ros.model.step`), so the eager engine is the
 model itself. :func:`resolution_model` makes the copy of a model whose resolution-specific
