@@ -126,13 +126,13 @@ class ProcessGraph(nn.Module):
                 *shift: torch.Tensor) -> tuple[torch.Tensor, ...]:
         model = self.model
         source = ShiftInput.of_maps(shift) if shift else None
-        with model.backbone.shifting(source) as shifts:
+        with model.backbone.shifting(source):
             features = self.features(x)
         folded = step.fold(model.accumulator, (summary, count), features,
                            torch.ones(x.shape[0], device=x.device))
         gate = torch.sigmoid(model.exit_gate(folded.current, folded.previous))
         new_summary, new_count = folded.state
-        presents = tuple(source.present_maps(len(shifts))) if source is not None else ()
+        presents = tuple(source.present_maps()) if source is not None else ()
         return (new_summary, new_count, folded.logits, confidence_exit_score(folded.logits),
                 gate, *presents)
 
@@ -147,11 +147,11 @@ def shift_shapes(model: RSEEModel, index: int) -> list[tuple[int, ...]]:
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), model.backbone.shifting(source) as shifts:
+        with torch.no_grad(), model.backbone.shifting(source):
             model.frame_features(torch.zeros(1, 3, size, size, device=model.device), index)
     finally:
         model.train(was_training)
-    return [tuple(m.shape) for m in source.present_maps(len(shifts))]
+    return [tuple(m.shape) for m in source.present_maps()]
 
 
 def uses_switchable_batchnorm(model: RSEEModel) -> bool:

@@ -93,8 +93,7 @@ class FusedTorchEngine(TorchEngine):
         frame = frame.contiguous(memory_format=torch.channels_last)
         state = self.model.accumulator.initial_state(1, device)
         selector = tuple(self.model.selector.initial_state(1, device))
-        past = [[torch.zeros(shape, device=device) for shape in shapes]
-                for shapes in self._shift_shapes]
+        past = self._shift_zeros
         look = _freeze(LookGraph(copies[last]), (frame, *state, *selector))
         processes = [_freeze(ProcessGraph(copies[i], i), (frame, *state, *past[i]))
                      for i in range(cfg.num_resolutions)]

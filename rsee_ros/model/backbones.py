@@ -81,6 +81,7 @@ class GridPool(nn.Module):
     def __init__(self, grid: int) -> None:
         super().__init__()
         self.grid = grid
+        self._bins: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.bins(x.shape[-2], x)
@@ -88,12 +89,18 @@ class GridPool(nn.Module):
         return torch.matmul(torch.matmul(rows, x), columns.transpose(0, 1))
 
     def bins(self, size: int, like: torch.Tensor) -> torch.Tensor:
-        """``(g, size)``: row ``i`` averages adaptive pooling's bin ``i``."""
+        """``(g, size)``: row ``i`` averages adaptive pooling's bin ``i`` (made once per size,
+        dtype and device: the streaming step calls it on every frame)."""
+        key = (size, like.dtype, like.device)
+        if key in self._bins:
+            return self._bins[key]
         g = self.grid
         weights = torch.zeros(g, size, dtype=like.dtype, device=like.device)
         for i in range(g):
             start, end = (i * size) // g, -(-((i + 1) * size) // g)
             weights[i, start:end] = 1.0 / (end - start)
+        if type(like) is torch.Tensor:  # not while the ONNX exporter traces with fake tensors
+            self._bins[key] = weights
         return weights
 
 
@@ -182,13 +189,13 @@ class MultiResolutionBackbone(nn.Module):
             if temporal_shift else [])
 
     @contextmanager
-    def shifting(self, source: ShiftInput | None) -> Iterator[list[TemporalShift]]:
-        """Calls inside take their shifted channels from ``source`` (``None``: zeros); yields
-        the shifts, whose ``present`` is the last call's own channels."""
+    def shifting(self, source: ShiftInput | None) -> Iterator[None]:
+        """Calls inside take their shifted channels from ``source`` (``None``: zeros) and leave
+        their own in ``source.presents``."""
         for shift in self.shifts:
             shift.source = source
         try:
-            yield self.shifts
+            yield
         finally:
             for shift in self.shifts:
                 shift.source = None
@@ -256,9 +263,9 @@ class PerResolutionBackbones(nn.Module):
         self.shifts: list[TemporalShift] = []  # no temporal shift across separate networks
 
     @contextmanager
-    def shifting(self, source: ShiftInput | None) -> Iterator[list[TemporalShift]]:
+    def shifting(self, source: ShiftInput | None) -> Iterator[None]:
         """No shifted blocks: calls are unaffected (the interface of the shared backbone)."""
-        yield self.shifts
+        yield
 
     def forward(self, x: torch.Tensor, resolution_index: int) -> torch.Tensor:
         """Features ``(N, D)`` from the backbone assigned to ``resolution_index``."""

@@ -165,7 +165,7 @@ def process(
         if not rows.numel():
             continue
         source = shift_cache.read(rows) if shift_cache is not None else None
-        with model.backbone.shifting(source) as shifts:
+        with model.backbone.shifting(source):
             if reuses_look(model.config, index, backbone_pass is not None):
                 assert backbone_pass is not None
                 part = finish_look(model, backbone_pass[rows])
@@ -174,8 +174,7 @@ def process(
         if source is not None:
             kept = chosen[rows].nonzero().squeeze(1)
             if kept.numel():
-                writes.append((rows[kept], index, [m[kept] for m in
-                                                   source.present_maps(len(shifts))]))
+                writes.append((rows[kept], index, [m[kept] for m in source.present_maps()]))
         if weights is None:
             features[rows] = part
         else:

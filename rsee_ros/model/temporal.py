@@ -13,7 +13,7 @@ Where the past comes from is set on the backbone for each call (:class:`ShiftInp
 * ``past``: per shifted block the past maps of the rows (a streaming step): resampled to the
   block's map size when the previous processed frame had another resolution.
 
-After a call every :class:`TemporalShift` holds the frame's own channels (``present``), which the
+After a call the :class:`ShiftInput` holds the frame's own channels (``presents``), which the
 caller keeps in a :class:`ShiftCache` for the video's next processed frame. Skipped frames and
 frames after the exit write nothing, so the cache always holds the last processed frame's maps;
 a new window starts with an empty cache (zeros).
@@ -48,22 +48,22 @@ class ShiftInput:
     ``k``, for the caller to keep.
 
     ``past``: one entry per shifted block, a list of ``(positions, maps)`` groups: the rows at
-    ``positions`` (of the call's rows) take ``maps`` (resampled); rows in no group, and every row
-    when neither ``past`` nor ``clip_steps`` is given, take zeros.
+    ``positions`` (of the call's rows; ``None``: all of them) take ``maps`` (resampled); rows in
+    no group, and every row when neither ``past`` nor ``clip_steps`` is given, take zeros.
     """
 
     clip_steps: int | None = None
-    past: list[list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+    past: list[list[tuple[torch.Tensor | None, torch.Tensor]]] | None = None
     presents: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @classmethod
     def of_maps(cls, maps: Sequence[torch.Tensor]) -> ShiftInput:
         """Every row's past is ``maps`` (one per shifted block; a batch-1 streaming step)."""
-        return cls(past=[[(torch.zeros(1, dtype=torch.long, device=m.device), m)] for m in maps])
+        return cls(past=[[(None, m)] for m in maps])
 
-    def present_maps(self, blocks: int) -> list[torch.Tensor]:
-        """The call's own channels of the ``blocks`` shifted blocks, in order."""
-        return [self.presents[k] for k in range(blocks)]
+    def present_maps(self) -> list[torch.Tensor]:
+        """The call's own channels at every shifted block, in order."""
+        return [self.presents[k] for k in range(len(self.presents))]
 
 
 class TemporalShift(nn.Module):
@@ -92,11 +92,10 @@ class TemporalShift(nn.Module):
             shifted = torch.cat([torch.zeros_like(clips[:, :1]), clips[:, :-1]], 1)
             return shifted.reshape(own.shape)
         assert source.past is not None
-        groups = source.past[self.block_index]
-        if len(groups) == 1 and groups[0][1].shape[0] == own.shape[0]:
-            return resample(groups[0][1], own.shape[-2:]).to(own.dtype)  # every row, one source
         past = torch.zeros_like(own)
-        for positions, maps in groups:
+        for positions, maps in source.past[self.block_index]:
+            if positions is None:  # every row, one source
+                return resample(maps, own.shape[-2:]).to(own.dtype)
             past = past.index_put((positions,), resample(maps, own.shape[-2:]).to(own.dtype))
         return past
 
@@ -189,13 +188,15 @@ class ShiftCache:
     def read(self, rows: torch.Tensor) -> ShiftInput:
         """The past of ``rows`` (indices into the batch) for a backbone call on them."""
         sources = self.source[rows]
-        groups: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.maps]
-        for resolution_index in sources.unique().tolist():
+        groups: list[list[tuple[torch.Tensor | None, torch.Tensor]]] = [[] for _ in self.maps]
+        present = sources.unique().tolist()
+        for resolution_index in present:
             if resolution_index < 0:
                 continue
-            positions = (sources == resolution_index).nonzero().squeeze(1)
+            chosen = (sources == resolution_index).nonzero().squeeze(1)
+            positions = None if len(present) == 1 else chosen  # None: every row
             for block, stored in enumerate(self.maps):
-                groups[block].append((positions, stored[resolution_index][rows[positions]]))
+                groups[block].append((positions, stored[resolution_index][rows[chosen]]))
         return ShiftInput(past=groups)
 
     def write(self, rows: torch.Tensor, resolution_index: int,
