@@ -5,12 +5,15 @@ which sees the order and the speed of motion can learn.
 Each clip is cut into non-overlapping segments of ``2 * length`` frames. Every segment gives
 three videos of ``length`` frames, one per class: ``<Clip>Forward`` (its first ``length``
 frames as recorded), ``<Clip>Reversed`` (the same frames played backwards) and ``<Clip>Fast``
-(every second frame of the whole segment: the same start at twice the speed). With
-``--mirror`` each of them also comes left-right mirrored, under the same class, so the temporal
+(every second frame of the whole segment: the same start at twice the speed). Unless
+``--no-mirror``, each of them also comes left-right mirrored, under the same class, so the temporal
 direction has to be told apart from the spatial one. A clip's three classes share their
 appearance, so a model that pools each frame before modelling time is held at the 1-in-3
 identity ceiling. Segments (UCF101's groups, ``gXX``) go whole to train or test: every
-``--test-every``-th segment is a test segment. The clips are the user's; docs/benchmarks.md
+``--test-every``-th segment is a test segment. ``--stride`` keeps every n-th frame of a clip
+first (so that slow motion moves more between two frames), and ``--train-step`` adds
+overlapping training windows inside runs of training segments (never reaching a test segment);
+each window is its own group. The clips are the user's; docs/benchmarks.md
 lists real ones that Debian packages carry and how to build and evaluate the set.
 
     python scripts/make_order_speed_set.py --out data/order_speed vtest.avi box.mp4 cup.mp4
@@ -53,6 +56,20 @@ class OrderSpeedConfig:
     """Also write each video left-right mirrored (same class)."""
     fps: int = 25
     """Frame rate written into the videos."""
+    stride: int = 1
+    """Keep every n-th frame of the clip before cutting (more motion between two frames)."""
+    train_step: int | None = None
+    """Start a training window every n frames inside runs of training segments (windows
+    overlap, never reach into a test segment); ``None``: one window per segment."""
+
+    def __post_init__(self) -> None:
+        for field in ("length", "height", "test_every", "stride"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
+        if self.test_every < 2:
+            raise ValueError("test_every must be at least 2 (1 would leave no training segment)")
+        if self.train_step is not None and self.train_step < 1:
+            raise ValueError(f"train_step must be at least 1, got {self.train_step}")
 
 
 def clip_name(path: Path) -> str:
@@ -80,6 +97,25 @@ def versions(segment: np.ndarray, length: int) -> dict[str, np.ndarray]:
     return {"Forward": forward, "Reversed": forward[::-1], "Fast": segment[: 2 * length : 2]}
 
 
+def segment_starts(segments: int, config: OrderSpeedConfig) -> tuple[list[int], list[int]]:
+    """``(train, test)`` start frames of the ``2 * length``-frame windows of a clip with
+    ``segments`` whole segments: every ``test_every``-th segment is one test window; the
+    training windows start every ``train_step`` frames inside each run of consecutive training
+    segments (one per segment without ``train_step``), so none overlaps a test segment."""
+    span = 2 * config.length
+    test = [g * span for g in range(segments) if g % config.test_every == config.test_every - 1]
+    step = config.train_step or span
+    train: list[int] = []
+    run_start = 0
+    for boundary in [*test, segments * span]:
+        start = run_start
+        while start + span <= boundary:
+            train.append(start)
+            start += step
+        run_start = boundary + span
+    return train, test
+
+
 def build(clips: Sequence[Path], out: Path, config: OrderSpeedConfig) -> dict:
     """Write the UCF101 tree for ``clips`` into ``out`` (``videos/`` and ``ucfTrainTestlist/``
     with split 1) and return the manifest that is also written to ``out/manifest.json``."""
@@ -92,22 +128,23 @@ def build(clips: Sequence[Path], out: Path, config: OrderSpeedConfig) -> dict:
     codec = pick_codec()
     train, test, per_clip = [], [], {}
     for clip, name in zip(clips, names, strict=True):
-        frames = resized(read_video(clip), config.height)
+        frames = resized(read_video(clip), config.height)[::config.stride]
         segments = len(frames) // (2 * config.length)
         if segments < 2:
             raise ValueError(f"{clip}: {len(frames)} frames make fewer than two segments of "
                              f"{2 * config.length}; use a shorter --length")
         per_clip[name] = {"clip": str(clip), "frames": len(frames), "segments": segments}
-        for group in range(segments):
-            start = group * 2 * config.length
+        train_starts, test_starts = segment_starts(segments, config)
+        per_clip[name].update(train_windows=len(train_starts), test_windows=len(test_starts))
+        windows = sorted([(s, train) for s in train_starts] + [(s, test) for s in test_starts])
+        for group, (start, subset) in enumerate(windows, start=1):
             segment = frames[start:start + 2 * config.length]
-            subset = test if group % config.test_every == config.test_every - 1 else train
             for version, video in versions(segment, config.length).items():
                 label = classes.index(f"{name}{version}") + 1
                 copies = [video, video[:, :, ::-1]] if config.mirror else [video]
                 for copy_index, copy in enumerate(copies, start=1):
                     cls = f"{name}{version}"
-                    rel = f"{cls}/v_{cls}_g{group + 1:02d}_c{copy_index:02d}.avi"
+                    rel = f"{cls}/v_{cls}_g{group:02d}_c{copy_index:02d}.avi"
                     (videos / cls).mkdir(parents=True, exist_ok=True)
                     write_video(videos / rel, np.ascontiguousarray(copy), config.fps, codec)
                     subset.append((rel, label))
@@ -134,6 +171,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-every", type=int, default=OrderSpeedConfig.test_every,
                         help="every n-th segment of a clip is a test segment "
                         "(default %(default)s)")
+    parser.add_argument("--stride", type=int, default=OrderSpeedConfig.stride,
+                        help="keep every n-th frame of each clip before cutting "
+                        "(default %(default)s)")
+    parser.add_argument("--train-step", type=int, default=None,
+                        help="start an overlapping training window every n frames inside runs "
+                        "of training segments (default: one window per segment)")
     parser.add_argument("--no-mirror", action="store_true",
                         help="do not add the left-right mirrored copies")
     return parser.parse_args(argv)
@@ -141,9 +184,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    config = OrderSpeedConfig(length=args.length, height=args.height,
-                              test_every=args.test_every, mirror=not args.no_mirror)
     try:
+        config = OrderSpeedConfig(length=args.length, height=args.height,
+                                  test_every=args.test_every, mirror=not args.no_mirror,
+                                  stride=args.stride, train_step=args.train_step)
         manifest = build(args.clips, args.out, config)
     except (ValueError, OSError, VideoDecodeError) as error:
         print(f"make_order_speed_set: {error}", file=sys.stderr)

@@ -93,3 +93,45 @@ def test_a_clip_too_short_for_two_segments_is_one_line(tmp_path: Path, capsys) -
     assert status == 2
     err = capsys.readouterr().err
     assert "fewer than two segments" in err and "Traceback" not in err
+
+
+def test_training_windows_overlap_but_never_reach_a_test_segment() -> None:
+    module = _script()
+    config = module.OrderSpeedConfig(length=4, test_every=3, train_step=2)
+    train, test = module.segment_starts(7, config)  # segments of 8 frames; 2 and 5 are test
+    assert test == [16, 40]
+    assert train == [0, 2, 4, 6, 8, 24, 26, 28, 30, 32, 48]
+    span = 2 * config.length
+    for start in train:
+        assert all(start + span <= t or start >= t + span for t in test)
+    # without train_step: one window per training segment, as before
+    assert module.segment_starts(7, module.OrderSpeedConfig(length=4, test_every=3)) == (
+        [0, 8, 24, 32, 48], [16, 40])
+
+
+def test_stride_and_overlapping_windows_in_a_built_set(tmp_path: Path) -> None:
+    _moving_square(tmp_path / "moving-square.avi", frames=96)
+    module = _script()
+    config = module.OrderSpeedConfig(length=8, height=32, test_every=2, stride=2, train_step=4)
+    manifest = module.build([tmp_path / "moving-square.avi"], tmp_path / "set", config)
+    # 96 frames at stride 2: 48, three segments of 16 (the second is the test one); training
+    # windows at 0 and 32 (a run of one segment each), the test window at 16
+    clip = manifest["clips"]["MovingSquare"]
+    assert (clip["segments"], clip["train_windows"], clip["test_windows"]) == (3, 2, 1)
+    split = read_ucf101(tmp_path / "set")
+    assert (len(split.train), len(split.test)) == (12, 6)
+    test_video = tmp_path / "set/videos/MovingSquareForward/v_MovingSquareForward_g02_c01.avi"
+    forward = _centres(read_video(test_video))
+    # every second source frame at half the height: STEP px per written frame, starting at
+    # source frame 32
+    assert np.diff(forward) == pytest.approx(np.full(7, STEP), abs=0.35)
+    assert forward[0] == pytest.approx((STEP * 32 + 7.5) / 2, abs=1.0)
+
+
+def test_a_stride_of_zero_is_one_line(tmp_path: Path, capsys) -> None:
+    _moving_square(tmp_path / "clip.avi", frames=20)
+    status = _script().main(["--out", str(tmp_path / "set"), "--stride", "0",
+                             str(tmp_path / "clip.avi")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "stride must be at least 1" in err and "Traceback" not in err
