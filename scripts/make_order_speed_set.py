@@ -63,7 +63,7 @@ class OrderSpeedConfig:
     overlap, never reach into a test segment); ``None``: one window per segment."""
 
     def __post_init__(self) -> None:
-        for field in ("length", "height", "test_every", "stride"):
+        for field in ("length", "height", "stride"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be at least 1, got {getattr(self, field)}")
         if self.test_every < 2:
@@ -128,15 +128,16 @@ def build(clips: Sequence[Path], out: Path, config: OrderSpeedConfig) -> dict:
     codec = pick_codec()
     train, test, per_clip = [], [], {}
     for clip, name in zip(clips, names, strict=True):
-        frames = resized(read_video(clip), config.height)[::config.stride]
+        frames = resized(read_video(clip)[::config.stride], config.height)
         segments = len(frames) // (2 * config.length)
         if segments < 2:
             raise ValueError(f"{clip}: {len(frames)} frames make fewer than two segments of "
-                             f"{2 * config.length}; use a shorter --length")
-        per_clip[name] = {"clip": str(clip), "frames": len(frames), "segments": segments}
+                             f"{2 * config.length}; use a shorter --length or a smaller --stride")
         train_starts, test_starts = segment_starts(segments, config)
-        per_clip[name].update(train_windows=len(train_starts), test_windows=len(test_starts))
-        windows = sorted([(s, train) for s in train_starts] + [(s, test) for s in test_starts])
+        per_clip[name] = {"clip": str(clip), "frames": len(frames), "segments": segments,
+                          "train_windows": len(train_starts), "test_windows": len(test_starts)}
+        windows = sorted([(s, train) for s in train_starts] + [(s, test) for s in test_starts],
+                         key=lambda window: window[0])
         for group, (start, subset) in enumerate(windows, start=1):
             segment = frames[start:start + 2 * config.length]
             for version, video in versions(segment, config.length).items():
